@@ -1,0 +1,189 @@
+"""Section 2.5: the three MNIST classifiers.
+
+    python -m kerasdl.mnist {linear,mlp,cnn} [flags]
+
+Trains through the shared path (data -> models -> training.fit -> artifacts.export),
+writes runs/<name>/history.{csv,png} and TensorBoard logs, exports saved_models/<name>/
+(SavedModel) and saved_models/<name>.keras, and prints one JSON object as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from kerasdl.errors import UsageError, run_cli, writable_dir
+
+
+@dataclass
+class MnistConfig:
+    """One classifier experiment; the defaults are the write-up's models."""
+
+    model: str = "cnn"
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    schedule: str = "constant"
+    optimizer: str = "adam"
+    momentum: float = 0.0
+    activation: str = "relu"
+    hidden_layers: int = 1
+    units: int = 512
+    limit: int | None = None
+    validation_size: float | None = None  # 5000, or 10% of a --limit slice
+    seed: int = 0
+    run_dir: Path | None = None
+    export_dir: Path = Path("saved_models")
+    name: str | None = None
+    restart: bool = False
+    distribute: str = "none"
+    jit_compile: bool = False
+
+    @property
+    def run_name(self) -> str:
+        return self.name or self.model
+
+
+# Per-model defaults, measured on the full data (README, "Results").
+DEFAULTS = {
+    "linear": dict(epochs=10, batch_size=128, lr=1e-3),
+    "mlp": dict(epochs=20, batch_size=128, lr=1e-3),
+    "cnn": dict(epochs=8, batch_size=128, lr=2e-3, schedule="cosine"),
+}
+
+
+def config_for(model: str, **overrides) -> MnistConfig:
+    """The default configuration of `model`, with `overrides` (None values ignored) applied."""
+    cfg = replace(MnistConfig(model=model), **DEFAULTS[model])
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def make_model_fn(cfg: MnistConfig, steps_per_epoch: int):
+    """A zero-argument builder of the compiled classifier (training.fit calls it inside its scope)."""
+    from kerasdl import models
+
+    hp = dict(hidden_layers=cfg.hidden_layers, units=cfg.units, activation=cfg.activation) if cfg.model == "mlp" else {}
+
+    def make():
+        lr = models.learning_rate(cfg.lr, cfg.schedule, decay_steps=cfg.epochs * steps_per_epoch)
+        return models.compile_classifier(models.build(cfg.model, **hp), cfg.optimizer, lr, cfg.momentum,
+                                         jit_compile=cfg.jit_compile)
+
+    return make
+
+
+def train(cfg: MnistConfig, verbose="auto") -> dict:
+    """Run one classifier experiment end to end; return the JSON summary."""
+    from kerasdl import artifacts, data, models, training
+
+    run_dir = writable_dir(cfg.run_dir or Path("runs") / cfg.run_name, "--run-dir")
+    export_dir = writable_dir(cfg.export_dir, "--export-dir")
+    split = data.mnist_split(models.LAYOUT[cfg.model], limit=cfg.limit, validation_size=cfg.validation_size)
+    steps = -(-len(split.x_train) // cfg.batch_size)
+    fit_cfg = training.FitConfig(
+        epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, restart=cfg.restart,
+        distribute=cfg.distribute, verbose=verbose, title=f"{cfg.run_name} on MNIST",
+    )
+    result = training.fit(make_model_fn(cfg, steps), split, run_dir, fit_cfg)
+    test_loss, test_accuracy = result.model.evaluate(split.x_test, split.y_test, batch_size=1000, verbose=0)
+    exported = artifacts.export(result.model, export_dir, cfg.run_name)
+    return {
+        "model": cfg.model,
+        "name": cfg.run_name,
+        "epochs": cfg.epochs,
+        "test_accuracy": round(float(test_accuracy), 5),
+        "test_loss": round(float(test_loss), 5),
+        "train_seconds": round(result.train_seconds, 2),
+        "train_images": int(len(split.x_train)),
+        "params": int(result.model.count_params()),
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "saved_model": str(exported.saved_model),
+        "keras_model": str(exported.keras_model),
+        "history_csv": str(result.history_csv),
+        "history_plot": str(result.history_plot),
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+    }
+
+
+def positive(kind):
+    """An argparse type: `kind` (int or float) strictly greater than zero."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} must be > 0")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m kerasdl.mnist",
+        description="Train an MNIST classifier (section 2.5), export it as a SavedModel, "
+        "and print a JSON summary as the last stdout line.",
+        epilog="Defaults per model: " + "; ".join(f"{m}: {', '.join(f'{k}={v}' for k, v in d.items())}"
+                                                 for m, d in DEFAULTS.items())
+        + ". Data: $KERASDL_MNIST, else ~/.keras/datasets/mnist.npz, else a download.",
+    )
+    p.add_argument("model", choices=list(DEFAULTS), help="linear: softmax regression; mlp: dense ReLU "
+                   "network (one hidden layer by default); cnn: convnet with max-pooling and dropout")
+    p.add_argument("--epochs", type=positive(int), help="passes over the training set (default: per model)")
+    p.add_argument("--batch-size", type=positive(int), help="images per gradient step (default: 128)")
+    p.add_argument("--lr", type=positive(float), help="(peak) learning rate (default: per model)")
+    p.add_argument("--schedule", choices=["constant", "cosine"],
+                   help="learning-rate schedule: constant, or cosine decay over the run (default: cosine for cnn)")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], help="adam (default) or sgd")
+    p.add_argument("--momentum", type=non_negative_float, help="SGD momentum, e.g. 0.9 (default: 0)")
+    p.add_argument("--activation", choices=["relu", "sigmoid"], help="mlp hidden activation (default: relu)")
+    p.add_argument("--hidden-layers", type=positive(int), help="mlp depth (default: 1, the minimal depth)")
+    p.add_argument("--units", type=positive(int), help="mlp width per hidden layer (default: 512)")
+    p.add_argument("--limit", type=positive(int),
+                   help="use only the first N training and N test images (quick runs; default: all)")
+    p.add_argument("--validation-size", type=positive(float),
+                   help="validation images carved from the training set: a count, or a fraction < 1 (default: 5000, or 10%% with --limit below 50000)")
+    p.add_argument("--seed", type=int, help="random seed for weights, shuffling and dropout (default: 0)")
+    p.add_argument("--run-dir", type=Path, help="where history.csv/png, TensorBoard logs and the resume "
+                   "backup go (default: runs/<name>)")
+    p.add_argument("--export-dir", type=Path, help="where <name>/ (SavedModel) and <name>.keras go "
+                   "(default: saved_models)")
+    p.add_argument("--name", help="name of the run and its exported model (default: the model name)")
+    p.add_argument("--restart", action="store_true", default=None,
+                   help="discard the backup of an interrupted run and start from epoch 1")
+    p.add_argument("--distribute", choices=["none", "mirrored", "multiworker"],
+                   help="tf.distribute strategy: none, mirrored (GPUs of one machine), multiworker (TF_CONFIG)")
+    p.add_argument("--jit-compile", action="store_true", default=None, help="compile the train step with XLA")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress bar")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k not in ("model", "quiet")}
+    cfg = config_for(args.model, **overrides)
+    if cfg.name is not None and (not cfg.name or "/" in cfg.name or cfg.name.startswith(".")):
+        raise UsageError(f"--name {cfg.name!r}: use a plain name without '/' or a leading '.'")
+    summary = train(cfg, verbose=0 if args.quiet else "auto")
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, "kerasdl.mnist"))

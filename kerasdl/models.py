@@ -1,0 +1,131 @@
+"""Every Keras model of the write-up, as pure builder functions (no training, no I/O).
+
+Classifiers take MNIST as float32 in [0, 1]: flat (N, 784) for `linear` and `mlp`,
+(N, 28, 28, 1) for `cnn`; all end in a 10-way softmax.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+CLASSIFIERS = ("linear", "mlp", "cnn")
+LAYOUT = {"linear": "flat", "mlp": "flat", "cnn": "image"}
+ACTIVATIONS = ("relu", "sigmoid")
+OPTIMIZERS = ("adam", "sgd")
+
+
+def linear() -> keras.Model:
+    """Softmax regression: one Dense(10, softmax) on the 784 pixels."""
+    return keras.Sequential(
+        [keras.Input((784,)), layers.Dense(10, activation="softmax", name="softmax")],
+        name="linear",
+    )
+
+
+def mlp(hidden_layers: int = 1, units: int = 512, activation: str = "relu",
+        kernel_initializer: str = "glorot_uniform") -> keras.Model:
+    """A dense network: `hidden_layers` x Dense(units, activation), then softmax."""
+    hidden = [
+        layers.Dense(units, activation=activation, kernel_initializer=kernel_initializer, name=f"hidden{i + 1}")
+        for i in range(hidden_layers)
+    ]
+    softmax = layers.Dense(10, activation="softmax", kernel_initializer=kernel_initializer, name="softmax")
+    return keras.Sequential([keras.Input((784,)), *hidden, softmax], name="mlp")
+
+
+def cnn(filters: tuple[int, ...] = (32, 64), dense_units: int = 128, dropout: float = 0.4) -> keras.Model:
+    """Conv(3x3) -> BatchNorm -> ReLU -> MaxPool(2) per entry of `filters`, then a dropout-regularised dense head."""
+    body = []
+    for i, f in enumerate(filters):
+        body += [
+            layers.Conv2D(f, 3, use_bias=False, name=f"conv{i + 1}"),  # 28 -> 26 -> pool 13 -> 11 -> pool 5
+            layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}"),
+            layers.ReLU(name=f"relu{i + 1}"),
+            layers.MaxPooling2D(2, name=f"pool{i + 1}"),
+        ]
+    head = [
+        layers.Flatten(name="flatten"),
+        layers.Dropout(dropout, name="dropout1"),
+        layers.Dense(dense_units, activation="relu", name="dense"),
+        layers.Dropout(dropout, name="dropout2"),
+        layers.Dense(10, activation="softmax", name="softmax"),
+    ]
+    return keras.Sequential([keras.Input((28, 28, 1)), *body, *head], name="cnn")
+
+
+def optimizer(name: str = "adam", lr: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
+              momentum: float = 0.0) -> keras.optimizers.Optimizer:
+    """Adam (the write-up's default) or SGD with optional momentum."""
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=momentum)
+    raise ValueError(f"unknown optimizer {name!r}: use one of {OPTIMIZERS}")
+
+
+def learning_rate(lr: float, schedule: str = "constant", decay_steps: int | None = None):
+    """A constant rate, or cosine decay to 1% of `lr` over `decay_steps` optimizer steps."""
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, decay_steps or 1), alpha=0.01)
+    raise ValueError(f"unknown schedule {schedule!r}: use 'constant' or 'cosine'")
+
+
+def compile_classifier(model: keras.Model, optimizer_name: str = "adam", lr=1e-3, momentum: float = 0.0,
+                       jit_compile: bool | str = "auto") -> keras.Model:
+    """Sparse categorical cross-entropy with accuracy, the loss every classifier here trains on."""
+    model.compile(
+        optimizer=optimizer(optimizer_name, lr, momentum),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def toy_linear(l2: float = 0.0, kernel_initializer="glorot_uniform") -> keras.Model:
+    """Section 2.4's linear baseline: Dense(1) on x in R^4."""
+    reg = keras.regularizers.L2(l2) if l2 else None
+    return keras.Sequential(
+        [keras.Input((4,)), layers.Dense(1, kernel_initializer=kernel_initializer, kernel_regularizer=reg, name="w")],
+        name="toy_linear",
+    )
+
+
+def toy_cnn(l2: float = 0.0, kernel_initializer="glorot_uniform") -> keras.Model:
+    """Section 2.4's convnet: x as a length-4 signal -> Conv1D(2 filters, width 3, same, no bias)
+    -> ReLU -> MaxPool1D(2) -> flatten (4 values) -> Dense(1, no bias) readout `u`."""
+    reg = keras.regularizers.L2(l2) if l2 else None
+    return keras.Sequential(
+        [
+            keras.Input((4,)),
+            layers.Reshape((4, 1), name="signal"),  # (4,) -> 4 time steps, 1 channel
+            layers.Conv1D(2, 3, padding="same", use_bias=False, kernel_initializer=kernel_initializer,
+                          kernel_regularizer=reg, name="filters"),  # (4, 2)
+            layers.ReLU(name="relu"),
+            layers.MaxPooling1D(2, name="pool"),  # (2, 2)
+            layers.Flatten(name="flatten"),  # (4,)
+            layers.Dense(1, use_bias=False, kernel_initializer=kernel_initializer, kernel_regularizer=reg, name="u"),
+        ],
+        name="toy_cnn",
+    )
+
+
+def compile_regressor(model: keras.Model, lr: float = 0.01, momentum: float = 0.0) -> keras.Model:
+    """SGD on squared loss (plus the layers' L2 penalties), reporting the plain MSE as a metric."""
+    model.compile(optimizer=optimizer("sgd", lr, momentum), loss="mse", metrics=[keras.metrics.MeanSquaredError("mse")])
+    return model
+
+
+BUILDERS = {"linear": linear, "mlp": mlp, "cnn": cnn, "toy_linear": toy_linear, "toy_cnn": toy_cnn}
+
+
+def build(name: str, **hp) -> keras.Model:
+    """The uncompiled model `name` with hyperparameters `hp` (the builder's keyword arguments)."""
+    try:
+        builder = BUILDERS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}: use one of {', '.join(BUILDERS)}") from None
+    return builder(**hp)

@@ -1,0 +1,92 @@
+"""Matplotlib figures (Agg backend, no display), one function per kind of figure.
+
+Every function writes a PNG to `path` atomically and returns the path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
+
+
+def save(fig, path) -> Path:
+    """Write `fig` to `path` via a temporary sibling, so a crash never leaves half a PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def history(rows: list[dict], path, title: str = "") -> Path:
+    """Loss and (if recorded) accuracy vs epoch, one line per split (train / val / test)."""
+    metrics = ["loss"] + (["accuracy"] if rows and "accuracy" in rows[0] else [])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4), squeeze=False)
+    epochs = [r["epoch"] + 1 for r in rows]
+    for ax, metric in zip(axes[0], metrics):
+        for split, style in SPLIT_STYLE.items():
+            key = metric if split == "train" else f"{split}_{metric}"
+            if rows and key in rows[0]:
+                ax.plot(epochs, [r[key] for r in rows], style, marker="o", markersize=3, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        if metric == "loss" and all(r["loss"] > 0 for r in rows):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def curves(series: dict[str, list[float]], path, xlabel: str, ylabel: str, title: str = "",
+           logy: bool = False) -> Path:
+    """Several named curves on one axis (e.g. loss vs step for three initialisations)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, ys in series.items():
+        ax.plot(np.arange(1, len(ys) + 1), ys, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    return save(fig, path)
+
+
+def seed_bands(curves: dict[str, dict[str, list[list[float]]]], floors: dict[str, float], xs: list[int], path,
+               labels: dict[str, str] | None = None, ylabel: str = "test MSE") -> Path:
+    """A grid: one column per function, one row per model; median over seeds as a line, the
+    min-max band over seeds shaded, the noise floor dashed. Columns share their y axis."""
+    functions = list(curves)
+    model_names = list(next(iter(curves.values())))
+    fig, axes = plt.subplots(len(model_names), len(functions), figsize=(4.2 * len(functions), 3.2 * len(model_names)),
+                             squeeze=False, sharex=True, sharey="col")
+    for col, fn in enumerate(functions):
+        for row, model in enumerate(model_names):
+            ax = axes[row][col]
+            runs = np.array(curves[fn][model], dtype=float)
+            for run in runs:
+                ax.plot(xs, run, color="C0", alpha=0.25, linewidth=0.8)
+            ax.fill_between(xs, runs.min(axis=0), runs.max(axis=0), color="C0", alpha=0.15)
+            ax.plot(xs, np.median(runs, axis=0), color="C0", linewidth=2, label=f"median of {len(runs)} seeds")
+            ax.axhline(floors[fn], color="k", linestyle="--", linewidth=1, label="noise floor")
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+            ax.set_title(f"{(labels or {}).get(model, model)} on {fn}")
+            if col == 0:
+                ax.set_ylabel(ylabel)
+            if row == len(model_names) - 1:
+                ax.set_xlabel("iteration")
+    axes[0][0].legend(fontsize=8)
+    return save(fig, path)

@@ -1,0 +1,129 @@
+"""Classify digits with an exported SavedModel, using TensorFlow only (no kerasdl model code).
+
+    python -m kerasdl.predict saved_models/cnn digit.png more.npy [--json]
+
+Inputs: PNG/JPEG images (grayscale 28x28; other sizes with --resize; a dark digit on a
+light background is inverted to MNIST's white on black) and .npy arrays of shape (28, 28)
+or (N, 28, 28), uint8 0..255 or floats in [0, 1].
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from kerasdl.errors import UsageError, run_cli
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+
+
+def _as_unit_float(pixels: np.ndarray, source: str) -> np.ndarray:
+    """Pixels as float32 in [0, 1]: uint8 is divided by 255, floats must already be in [0, 1] or [0, 255]."""
+    if pixels.dtype == np.uint8:
+        return pixels.astype("float32") / 255.0
+    if not (np.issubdtype(pixels.dtype, np.floating) or np.issubdtype(pixels.dtype, np.integer)):
+        raise UsageError(f"{source}: dtype {pixels.dtype} is not numeric; save pixels as uint8 or float")
+    x = pixels.astype("float32")
+    if not np.all(np.isfinite(x)):
+        raise UsageError(f"{source}: contains NaN or inf; save finite pixel values (0..255 or 0..1)")
+    if x.min() < 0 or x.max() > 255:
+        raise UsageError(f"{source}: pixel values span {x.min():g}..{x.max():g}; use 0..255 or 0..1")
+    return x / 255.0 if x.max() > 1.0 else x
+
+
+def read_image(path: Path, resize: bool) -> np.ndarray:
+    """One image file -> (28, 28) float32 in [0, 1], white digit on black."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            gray = img.convert("L")
+            if gray.size != (28, 28):
+                if not resize:
+                    raise UsageError(f"{path}: image is {gray.size[0]}x{gray.size[1]}, expected 28x28; "
+                                     "pass --resize to scale it")
+                gray = gray.resize((28, 28), Image.LANCZOS)
+            x = np.asarray(gray, dtype="float32") / 255.0
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UsageError(f"{path}: not a readable image ({exc.__class__.__name__}); pass a PNG or JPEG") from None
+    border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
+    return 1.0 - x if border.mean() > 0.5 else x  # light background: invert to MNIST's polarity
+
+
+def read_array(path: Path) -> np.ndarray:
+    """A .npy file -> (N, 28, 28) float32 in [0, 1]."""
+    try:
+        pixels = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable .npy array ({exc.__class__.__name__}); save it with numpy.save") from None
+    if pixels.shape == (28, 28):
+        pixels = pixels[None]
+    if pixels.ndim != 3 or pixels.shape[1:] != (28, 28) or len(pixels) == 0:
+        raise UsageError(f"{path}: array has shape {pixels.shape}, expected (28, 28) or (N, 28, 28)")
+    return _as_unit_float(pixels, str(path))
+
+
+def read_inputs(paths: list[Path], resize: bool = False) -> tuple[list[str], np.ndarray]:
+    """All inputs as one (N, 28, 28) batch, with a label per image for the output lines."""
+    labels, images = [], []
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file; pass PNG/JPEG images or .npy arrays")
+        if path.suffix.lower() == ".npy":
+            batch = read_array(path)
+            labels += [str(path)] if len(batch) == 1 else [f"{path}[{i}]" for i in range(len(batch))]
+            images.append(batch)
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            labels.append(str(path))
+            images.append(read_image(path, resize)[None])
+        else:
+            raise UsageError(f"{path}: unsupported file type {path.suffix or '(none)'}; pass .png, .jpg or .npy")
+    return labels, np.concatenate(images)
+
+
+def predict(saved_model, images: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, 10) from a SavedModel for (N, 28, 28) images in [0, 1]."""
+    from kerasdl import artifacts
+
+    loaded = artifacts.load_saved_model(saved_model)
+    shape = artifacts.serving_input_shape(loaded)
+    if int(np.prod(shape)) != 784:
+        raise UsageError(f"{saved_model}: the model takes inputs of shape {shape}, not 28x28 images")
+    probs = artifacts.serve(loaded, images.reshape((len(images), *shape))).numpy()
+    if probs.ndim != 2 or probs.shape[1] != 10:
+        raise UsageError(f"{saved_model}: the model outputs shape {probs.shape[1:]}, not 10 class probabilities; "
+                         "pass a classifier (linear, mlp or cnn)")
+    return probs
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kerasdl.predict",
+                                description="Classify digit images with an exported SavedModel (TensorFlow only).")
+    p.add_argument("saved_model", type=Path, help="a SavedModel directory, e.g. saved_models/cnn")
+    p.add_argument("inputs", type=Path, nargs="+", help="PNG/JPEG images or .npy arrays of shape (28,28) or (N,28,28)")
+    p.add_argument("--resize", action="store_true", help="scale images that are not 28x28 to 28x28")
+    p.add_argument("--json", action="store_true", help="print one JSON list instead of text lines")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    labels, images = read_inputs(args.inputs, args.resize)
+    probs = predict(args.saved_model, images)
+    rows = [{"input": label, "digit": int(p.argmax()), "probability": round(float(p.max()), 4)}
+            for label, p in zip(labels, probs)]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        width = max(len(r["input"]) for r in rows)
+        for r in rows:
+            print(f"{r['input']:<{width}}  {r['digit']}  {r['probability']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, "kerasdl.predict"))

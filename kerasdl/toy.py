@@ -1,0 +1,216 @@
+"""Section 2.4: a toy convnet against a linear model on three functions of x in R^4,
+and the convnet's hand-written NumPy backprop checked against TensorFlow.
+
+    python -m kerasdl.toy [--seeds 5 --iterations 3000 ...]
+
+Writes runs/toy/{toy_curves.png, summary.json, table.md} and prints the summary as one
+JSON line. Every Keras model trains through the shared `training.fit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kerasdl.errors import run_cli, writable_dir
+
+log = logging.getLogger("kerasdl.toy")
+
+MODELS = ("toy_linear", "toy_cnn")
+
+
+@dataclass
+class ToyConfig:
+    """Section 2.4's experiment; defaults reproduce the write-up in about two minutes on 2 cores."""
+
+    functions: tuple[str, ...] = ("f0", "f1", "f2")
+    seeds: int = 5
+    iterations: int = 3000
+    batch_size: int = 32
+    lr: float = 0.01
+    l2: float = 1e-4
+    noise: float = 0.01
+    n_train: int = 1000
+    n_test: int = 200
+    data_seed: int = 0
+    run_dir: Path = field(default_factory=lambda: Path("runs/toy"))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.n_train / self.batch_size)
+
+    @property
+    def epochs(self) -> int:
+        return max(1, round(self.iterations / self.steps_per_epoch))
+
+
+def train_keras(model_name: str, toy, seed: int, cfg: ToyConfig, run_dir: Path) -> dict:
+    """One Keras toy model on one function and seed, through the shared fit path."""
+    from kerasdl import models, training
+
+    make = lambda: models.compile_regressor(models.build(model_name, l2=cfg.l2), lr=cfg.lr)  # noqa: E731
+    fit_cfg = training.FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed, restart=True,
+                                 tensorboard=False, verbose=0, title=f"{model_name} seed {seed}")
+    result = training.fit(make, toy.split, run_dir, fit_cfg)
+    curve = [r["test_mse"] for r in result.history]
+    return {"test_mse": curve[-1], "curve": curve, "model": result.model}
+
+
+def compare(cfg: ToyConfig) -> dict:
+    """Linear vs convnet on every function and seed: final test MSE table and curves."""
+    from kerasdl import data
+
+    results = {}
+    for fn in cfg.functions:
+        toy = data.toy_dataset(fn, cfg.n_train, cfg.n_test, cfg.noise, seed=cfg.data_seed)
+        results[fn] = {"noise_floor": toy.noise_floor, "target_variance": float(np.var(toy.split.y_test))}
+        for model_name in MODELS:
+            runs = []
+            for seed in range(cfg.seeds):
+                log.info("toy: %s on %s, seed %d", model_name, fn, seed)
+                runs.append(train_keras(model_name, toy, seed, cfg, cfg.run_dir / fn / model_name / f"seed{seed}"))
+            finals = np.array([r["test_mse"] for r in runs])
+            results[fn][model_name] = {
+                "median": float(np.median(finals)), "min": float(finals.min()), "max": float(finals.max()),
+                "per_seed": finals.tolist(), "curves": [r["curve"] for r in runs],
+            }
+    return results
+
+
+def gradient_check(cfg: ToyConfig, seed: int = 0) -> dict:
+    """Hand-written gradients vs tf.GradientTape on the Keras toy convnet (same weights) and vs
+    central finite differences."""
+    import tensorflow as tf
+
+    from kerasdl import backprop, data, models, training
+
+    toy = data.toy_dataset("f1", 64, 1, cfg.noise, seed=cfg.data_seed)
+    x, y = toy.split.x_train.astype("float64"), toy.split.y_train.astype("float64")
+    training.seed_everything(seed)
+    model = models.toy_cnn(l2=cfg.l2)
+    K, u = (w.numpy().astype("float64") for w in model.weights)
+    _, hand_K, hand_u = backprop.backward(x, y, K, u, cfg.l2)
+    fd_K, fd_u = backprop.finite_difference(x, y, K, u, cfg.l2)
+    with tf.GradientTape() as tape:
+        pred = model(tf.constant(x, tf.float32))[:, 0]
+        loss = tf.reduce_mean((pred - tf.constant(y, tf.float32)) ** 2) + tf.add_n(model.losses)
+    tf_K, tf_u = (g.numpy() for g in tape.gradient(loss, [model.get_layer("filters").kernel, model.get_layer("u").kernel]))
+    return {
+        "max_rel_error_vs_tensorflow": max(backprop.relative_error(hand_K, tf_K), backprop.relative_error(hand_u, tf_u)),
+        "max_rel_error_vs_finite_differences": max(backprop.relative_error(hand_K, fd_K),
+                                                   backprop.relative_error(hand_u, fd_u)),
+        "batch": len(x),
+        "note": "TensorFlow runs in float32, the hand-written pass and finite differences in float64",
+    }
+
+
+def numpy_training(cfg: ToyConfig) -> dict:
+    """Train the convnet on f1 with the hand-written backprop alone, from the same initial weights
+    as the Keras runs (one per seed)."""
+    from kerasdl import backprop, data, models, training
+
+    toy = data.toy_dataset("f1", cfg.n_train, cfg.n_test, cfg.noise, seed=cfg.data_seed)
+    x, y = toy.split.x_train.astype("float64"), toy.split.y_train.astype("float64")
+    x_test, y_test = toy.split.x_test.astype("float64"), toy.split.y_test.astype("float64")
+    finals = []
+    for seed in range(cfg.seeds):
+        training.seed_everything(seed)
+        K, u = (w.numpy().astype("float64") for w in models.toy_cnn().weights)
+        K, u = backprop.sgd(x, y, K, u, cfg.lr, cfg.l2, cfg.epochs * cfg.steps_per_epoch, cfg.batch_size, seed=seed)
+        pred, _ = backprop.forward(x_test, K, u)
+        finals.append(float(np.mean((pred - y_test) ** 2)))
+    return {"function": "f1", "median": float(np.median(finals)), "min": min(finals), "max": max(finals),
+            "per_seed": finals}
+
+
+def markdown_table(results: dict, numpy_f1: dict | None) -> str:
+    from kerasdl.data import TOY_DESCRIPTIONS
+
+    lines = ["| function | noise floor | linear median (min-max) | convnet median (min-max) |",
+             "|---|---|---|---|"]
+    for fn, r in results.items():
+        cells = [f"{r[m]['median']:.4g} ({r[m]['min']:.3g}-{r[m]['max']:.3g})" for m in MODELS]
+        lines.append(f"| {fn} = {TOY_DESCRIPTIONS[fn]} | {r['noise_floor']:.3g} | {cells[0]} | {cells[1]} |")
+    if numpy_f1:
+        lines.append(f"\nHand-written NumPy SGD on f1 (same seeds): median test MSE {numpy_f1['median']:.4g} "
+                     f"({numpy_f1['min']:.3g}-{numpy_f1['max']:.3g}).")
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: ToyConfig) -> dict:
+    from kerasdl import plots
+
+    run_dir = writable_dir(cfg.run_dir, "--run-dir")
+    results = compare(cfg)
+    grads = gradient_check(cfg)
+    numpy_f1 = numpy_training(cfg) if "f1" in cfg.functions else None
+    iterations = [(e + 1) * cfg.steps_per_epoch for e in range(cfg.epochs)]
+    figure = plots.seed_bands(
+        {fn: {m: r[m]["curves"] for m in MODELS} for fn, r in results.items()},
+        {fn: r["noise_floor"] for fn, r in results.items()},
+        iterations, run_dir / "toy_curves.png",
+        labels={"toy_linear": "linear", "toy_cnn": "convnet"},
+    )
+    table = run_dir / "table.md"
+    table.write_text(markdown_table(results, numpy_f1))
+    summary = {
+        "section": "2.4",
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "epochs": cfg.epochs,
+        "iterations": cfg.epochs * cfg.steps_per_epoch,
+        "results": {fn: {k: ({kk: vv for kk, vv in v.items() if kk != "curves"} if isinstance(v, dict) else v)
+                         for k, v in r.items()} for fn, r in results.items()},
+        "gradient_check": grads,
+        "numpy_sgd_f1": numpy_f1,
+        "figure": str(figure),
+        "table": str(table),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def parser() -> argparse.ArgumentParser:
+    d = ToyConfig()
+    p = argparse.ArgumentParser(prog="python -m kerasdl.toy",
+                                description="Section 2.4: toy convnet vs linear model on f0 (linear), f1 = max(x) "
+                                "and f2 = log-sum-exp(xW), over several seeds; hand-written backprop checked.")
+    p.add_argument("--functions", nargs="+", choices=list(d.functions), default=list(d.functions),
+                   help="target functions to run (default: all three)")
+    p.add_argument("--seeds", type=int, default=d.seeds, help=f"initialisation seeds per model (default {d.seeds})")
+    p.add_argument("--iterations", type=int, default=d.iterations,
+                   help=f"SGD steps, rounded to whole epochs (default {d.iterations})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"SGD batch (default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"SGD learning rate (default {d.lr})")
+    p.add_argument("--l2", type=float, default=d.l2, help=f"L2 penalty lambda on all weights (default {d.l2})")
+    p.add_argument("--noise", type=float, default=d.noise, help="multiplicative Gaussian noise on targets (default 0.01)")
+    p.add_argument("--n-train", type=int, default=d.n_train, help=f"training points (default {d.n_train})")
+    p.add_argument("--n-test", type=int, default=d.n_test, help=f"test points (default {d.n_test})")
+    p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"output directory (default {d.run_dir})")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    for flag in ("seeds", "iterations", "batch_size", "n_train", "n_test"):
+        if getattr(args, flag) < 1:
+            parser().error(f"--{flag.replace('_', '-')} must be >= 1")
+    for flag in ("lr",):
+        if not getattr(args, flag) > 0:
+            parser().error(f"--{flag} must be > 0")
+    if args.l2 < 0 or args.noise < 0:
+        parser().error("--l2 and --noise must be >= 0")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    cfg = ToyConfig(**{**vars(args), "functions": tuple(dict.fromkeys(args.functions))})
+    print(json.dumps(run(cfg)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, "kerasdl.toy"))

@@ -1,0 +1,185 @@
+"""The one fit path every section uses.
+
+    fit(make_model, data, run_dir, FitConfig(...)) -> FitResult
+
+`fit` seeds everything, builds the model (inside the tf.distribute strategy's scope), owns
+the callbacks (BackupAndRestore, TensorBoard, TerminateOnNaN, the per-epoch recorder that
+adds test metrics and writes history.csv) and draws history.png at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasdl import plots
+from kerasdl.data import Split
+
+log = logging.getLogger(__name__)
+
+DISTRIBUTE = ("none", "mirrored", "multiworker")
+
+
+@dataclass
+class FitConfig:
+    """How to train: the knobs shared by every experiment."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    seed: int = 0
+    restart: bool = False  # ignore a backup left by an interrupted run and start over
+    test_curve: bool = True  # evaluate the test set after every epoch (the write-up's train/test plots)
+    terminate_on_nan: bool = False  # stop at the first NaN/inf loss (diverging learning rates)
+    tensorboard: bool = True
+    distribute: str = "none"
+    verbose: int | str = "auto"
+    title: str = ""
+
+
+@dataclass
+class FitResult:
+    model: keras.Model
+    history: list[dict]
+    train_seconds: float
+    history_csv: Path
+    history_plot: Path
+    run_dir: Path
+    diverged: bool = False
+    resumed_from_epoch: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def last(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed -> same weights, same shuffles, same history (op determinism on)."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def strategy_for(distribute: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy named by `--distribute`."""
+    if distribute == "none":
+        return tf.distribute.get_strategy()
+    if distribute == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if distribute == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown distribute mode {distribute!r}: use one of {DISTRIBUTE}")
+
+
+def read_history(path: Path) -> list[dict]:
+    """Rows of a history.csv as dicts of floats (epoch as int)."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def write_history(rows: list[dict], path: Path) -> None:
+    """Write history.csv atomically (temporary sibling, then rename)."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Adds test loss/metrics to each epoch's logs and rewrites history.csv after every epoch.
+
+    Placed after BackupAndRestore, so on a resumed run it keeps the rows of the epochs
+    already finished and drops any written after the last backup: each epoch appears once.
+    """
+
+    def __init__(self, csv_path: Path, test: tuple[np.ndarray, np.ndarray] | None, batch_size: int):
+        super().__init__()
+        self.csv_path, self.test, self.batch_size = csv_path, test, batch_size
+        self.rows: list[dict] = []
+        self.initial_epoch = 0
+        self.test_seconds = 0.0
+
+    def on_train_begin(self, logs=None):
+        self.initial_epoch = getattr(self.model, "_initial_epoch", None) or 0
+        self.rows = [r for r in read_history(self.csv_path) if r["epoch"] < self.initial_epoch]
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        if self.test is not None:
+            start = time.perf_counter()
+            scores = self.model.evaluate(*self.test, batch_size=max(self.batch_size, 1000), verbose=0, return_dict=True)
+            self.test_seconds += time.perf_counter() - start
+            logs.update({f"test_{k}": v for k, v in scores.items()})
+        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
+        write_history(self.rows, self.csv_path)
+
+
+def _diverged(rows: list[dict]) -> bool:
+    return any(not math.isfinite(r.get("loss", 0.0)) for r in rows)
+
+
+def fit(make_model: Callable[[], keras.Model], data: Split, run_dir, config: FitConfig) -> FitResult:
+    """Seed, build (in strategy scope), train with the shared callbacks, write history.csv/png.
+
+    `make_model()` returns a compiled model; it is called here so that seeding and the
+    distribution strategy's scope come first.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    backup_dir = run_dir / "backup"
+    csv_path, png_path = run_dir / "history.csv", run_dir / "history.png"
+    if config.restart:
+        shutil.rmtree(backup_dir, ignore_errors=True)
+    if not backup_dir.exists() and csv_path.exists():
+        csv_path.unlink()  # a fresh run: the old history belongs to a finished run
+
+    seed_everything(config.seed)
+    strategy = strategy_for(config.distribute)
+    with strategy.scope():
+        model = make_model()
+    if not model.built:
+        model.build((None, *data.input_shape))
+
+    test = (data.x_test, data.y_test) if config.test_curve and data.x_test is not None else None
+    recorder = EpochRecorder(csv_path, test, config.batch_size)
+    callbacks = [keras.callbacks.BackupAndRestore(str(backup_dir)), recorder]
+    if config.terminate_on_nan:
+        callbacks.append(keras.callbacks.TerminateOnNaN())
+    if config.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
+
+    global_batch = config.batch_size * strategy.num_replicas_in_sync
+    validation = (data.x_val, data.y_val) if data.x_val is not None and len(data.x_val) else None
+    start = time.perf_counter()
+    model.fit(
+        data.x_train, data.y_train,
+        batch_size=global_batch,
+        epochs=config.epochs,
+        validation_data=validation,
+        callbacks=callbacks,
+        verbose=config.verbose,
+    )
+    train_seconds = time.perf_counter() - start - recorder.test_seconds
+
+    rows = recorder.rows
+    plots.history(rows, png_path, title=config.title or model.name)
+    return FitResult(
+        model=model, history=rows, train_seconds=train_seconds, history_csv=csv_path,
+        history_plot=png_path, run_dir=run_dir, diverged=_diverged(rows),
+        resumed_from_epoch=recorder.initial_epoch,
+    )
