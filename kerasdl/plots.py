@@ -48,19 +48,21 @@ def history(rows: list[dict], path, title: str = "") -> Path:
     return save(fig, path)
 
 
-def curves(series: dict[str, list[float]], path, xlabel: str, ylabel: str, title: str = "",
+def curves(panels: dict[str, dict[str, list[float]]], path, xlabel: str, ylabel: str, title: str = "",
            logy: bool = False) -> Path:
-    """Several named curves on one axis (e.g. loss vs step for three initialisations)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, ys in series.items():
-        ax.plot(np.arange(1, len(ys) + 1), ys, label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if logy:
-        ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title)
+    """One panel per entry of `panels`, each with several named curves (e.g. loss vs step per initialisation)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (panel, series) in zip(axes[0], panels.items()):
+        for name, ys in series.items():
+            ax.plot(np.arange(1, len(ys) + 1), ys, label=name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_title(panel)
+    fig.suptitle(title)
     return save(fig, path)
 
 
@@ -89,4 +91,16 @@ def seed_bands(curves: dict[str, dict[str, list[list[float]]]], floors: dict[str
             if row == len(model_names) - 1:
                 ax.set_xlabel("iteration")
     axes[0][0].legend(fontsize=8)
+    return save(fig, path)
+
+
+def functions(xs: np.ndarray, series: dict[str, np.ndarray], path, title: str = "") -> Path:
+    """Plain y(x) curves on one axis, dashed for names that end in '(identity)'."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, ys in series.items():
+        ax.plot(xs, ys, "--" if name.endswith("(identity)") else "-", label=name)
+    ax.set_xlabel("x")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
     return save(fig, path)

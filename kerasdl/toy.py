@@ -57,7 +57,7 @@ def train_keras(model_name: str, toy, seed: int, cfg: ToyConfig, run_dir: Path) 
 
     make = lambda: models.compile_regressor(models.build(model_name, l2=cfg.l2), lr=cfg.lr)  # noqa: E731
     fit_cfg = training.FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed, restart=True,
-                                 tensorboard=False, verbose=0, title=f"{model_name} seed {seed}")
+                                 tensorboard=False, backup=False, verbose=0, title=f"{model_name} seed {seed}")
     result = training.fit(make, toy.split, run_dir, fit_cfg)
     curve = [r["test_mse"] for r in result.history]
     return {"test_mse": curve[-1], "curve": curve, "model": result.model}

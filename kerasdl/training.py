@@ -42,6 +42,7 @@ class FitConfig:
     test_curve: bool = True  # evaluate the test set after every epoch (the write-up's train/test plots)
     terminate_on_nan: bool = False  # stop at the first NaN/inf loss (diverging learning rates)
     tensorboard: bool = True
+    backup: bool = True  # BackupAndRestore each epoch (resume after a crash); off for many tiny runs
     distribute: str = "none"
     verbose: int | str = "auto"
     title: str = ""
@@ -157,7 +158,8 @@ def fit(make_model: Callable[[], keras.Model], data: Split, run_dir, config: Fit
 
     test = (data.x_test, data.y_test) if config.test_curve and data.x_test is not None else None
     recorder = EpochRecorder(csv_path, test, config.batch_size)
-    callbacks = [keras.callbacks.BackupAndRestore(str(backup_dir)), recorder]
+    callbacks = [keras.callbacks.BackupAndRestore(str(backup_dir))] if config.backup else []
+    callbacks.append(recorder)
     if config.terminate_on_nan:
         callbacks.append(keras.callbacks.TerminateOnNaN())
     if config.tensorboard:
