@@ -51,7 +51,7 @@ class MnistConfig:
 DEFAULTS = {
     "linear": dict(epochs=10, batch_size=128, lr=1e-3),
     "mlp": dict(epochs=20, batch_size=128, lr=1e-3),
-    "cnn": dict(epochs=8, batch_size=128, lr=2e-3, schedule="cosine"),
+    "cnn": dict(epochs=9, batch_size=128, lr=2e-3, schedule="cosine"),
 }
 
 

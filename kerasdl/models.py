@@ -34,14 +34,12 @@ def mlp(hidden_layers: int = 1, units: int = 512, activation: str = "relu",
     return keras.Sequential([keras.Input((784,)), *hidden, softmax], name="mlp")
 
 
-def cnn(filters: tuple[int, ...] = (32, 64), dense_units: int = 128, dropout: float = 0.4) -> keras.Model:
-    """Conv(3x3) -> BatchNorm -> ReLU -> MaxPool(2) per entry of `filters`, then a dropout-regularised dense head."""
+def cnn(filters: tuple[int, ...] = (32, 64), dense_units: int = 128, dropout: float = 0.3) -> keras.Model:
+    """Conv(3x3, ReLU) -> MaxPool(2) per entry of `filters`, then a dropout-regularised dense head."""
     body = []
     for i, f in enumerate(filters):
         body += [
-            layers.Conv2D(f, 3, use_bias=False, name=f"conv{i + 1}"),  # 28 -> 26 -> pool 13 -> 11 -> pool 5
-            layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}"),
-            layers.ReLU(name=f"relu{i + 1}"),
+            layers.Conv2D(f, 3, activation="relu", name=f"conv{i + 1}"),  # 28 -> 26 -> pool 13 -> 11 -> pool 5
             layers.MaxPooling2D(2, name=f"pool{i + 1}"),
         ]
     head = [
@@ -119,7 +117,29 @@ def compile_regressor(model: keras.Model, lr: float = 0.01, momentum: float = 0.
     return model
 
 
-BUILDERS = {"linear": linear, "mlp": mlp, "cnn": cnn, "toy_linear": toy_linear, "toy_cnn": toy_cnn}
+def autoencoder(arch: str = "deep", latent_dim: int = 2) -> keras.Model:
+    """784 -> 2 -> 784. The full model is Sequential([encoder, decoder]), so
+    `model.get_layer("encoder")` and `model.get_layer("decoder")` share its weights.
+
+    deep: 784-512-128-2-128-512-784 (ReLU, linear code, sigmoid output); the write-up's fix.
+    shallow: 784-2-784 in two dense layers; the write-up's first try.
+    """
+    widths = {"deep": (512, 128), "shallow": ()}[arch]
+    encoder = keras.Sequential(
+        [keras.Input((784,)), *[layers.Dense(w, activation="relu") for w in widths],
+         layers.Dense(latent_dim, name="latent")],
+        name="encoder",
+    )
+    decoder = keras.Sequential(
+        [keras.Input((latent_dim,)), *[layers.Dense(w, activation="relu") for w in reversed(widths)],
+         layers.Dense(784, activation="sigmoid", name="pixels")],
+        name="decoder",
+    )
+    return keras.Sequential([keras.Input((784,)), encoder, decoder], name=f"autoencoder_{arch}")
+
+
+BUILDERS = {"linear": linear, "mlp": mlp, "cnn": cnn, "toy_linear": toy_linear, "toy_cnn": toy_cnn,
+            "autoencoder": autoencoder}
 
 
 def build(name: str, **hp) -> keras.Model:

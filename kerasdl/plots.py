@@ -104,3 +104,35 @@ def functions(xs: np.ndarray, series: dict[str, np.ndarray], path, title: str = 
     ax.legend()
     ax.set_title(title)
     return save(fig, path)
+
+
+def latent_scatter(codes: dict[str, np.ndarray], labels: np.ndarray, path) -> Path:
+    """2-D codes side by side, one panel per method, coloured by digit with one legend."""
+    fig, axes = plt.subplots(1, len(codes), figsize=(5 * len(codes), 4.6), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, (name, z) in zip(axes[0], codes.items()):
+        for digit in range(10):
+            pts = z[labels == digit]
+            ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, color=cmap(digit), label=str(digit), rasterized=True)
+        ax.set_title(name)
+        ax.set_xlabel("code 1")
+        ax.set_ylabel("code 2")
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=cmap(d), label=str(d)) for d in range(10)]
+    fig.legend(handles=handles, title="digit", loc="center right")
+    fig.subplots_adjust(right=0.92)
+    return save(fig, path)
+
+
+def digit_rows(rows: dict[str, np.ndarray], path) -> Path:
+    """A grid of 28x28 images: one row per name (e.g. originals, then each method's reconstructions)."""
+    n = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n + 1.5, 1.2 * len(rows)), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(np.asarray(images[c]).reshape(28, 28), cmap="gray", vmin=0, vmax=1)
+        axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    return save(fig, path)

@@ -33,7 +33,7 @@ def test_mlp_depth_width_and_activation_are_configurable():
 
 def test_cnn_has_convolutions_max_pooling_and_dropout():
     kinds = {type(layer) for layer in models.cnn().layers}
-    assert {layers.Conv2D, layers.MaxPooling2D, layers.Dropout, layers.ReLU} <= kinds
+    assert {layers.Conv2D, layers.MaxPooling2D, layers.Dropout} <= kinds
 
 
 def test_unknown_names_are_rejected():

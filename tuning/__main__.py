@@ -1,0 +1,71 @@
+"""python -m tuning {lr,depth} [flags]: Keras Tuner searches over the MLP (section 2.5.4)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from kerasdl.errors import run_cli, writable_dir
+from kerasdl.mnist import non_negative_float, positive
+
+
+def parser() -> argparse.ArgumentParser:
+    from tuning.search import SearchConfig
+
+    d = SearchConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m tuning",
+        description="Grid searches over the MNIST MLP with Keras Tuner: 'lr' (learning rate) or 'depth' "
+        "(hidden layers). Objective: validation accuracy; test curves are recorded, never tuned on. "
+        "Interrupted searches resume from Keras Tuner's state; set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP "
+        "and KERASTUNER_ORACLE_PORT to run one chief and many workers (README).",
+    )
+    p.add_argument("kind", choices=["lr", "depth"], help="lr: learning rates at fixed depth; depth: 1..4 hidden "
+                   "layers at a fixed rate")
+    p.add_argument("--lrs", type=positive(float), nargs="+", default=list(d.lrs),
+                   help="learning rates of the lr search (default: 1e-4 1e-3 1e-2 1e-1 1 10)")
+    p.add_argument("--depths", type=positive(int), nargs="+", default=list(d.depths),
+                   help="hidden-layer counts of the depth search (default: 1 2 3 4)")
+    p.add_argument("--lr", type=positive(float), default=d.lr, help="fixed rate of the depth search (default 1e-3)")
+    p.add_argument("--hidden-layers", type=positive(int), default=d.hidden_layers,
+                   help="fixed depth of the lr search (default 1)")
+    p.add_argument("--units", type=positive(int), default=d.units, help="width of every hidden layer (default 512)")
+    p.add_argument("--activation", choices=["relu", "sigmoid"], default=d.activation, help="hidden activation")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default=d.optimizer, help="adam (default) or sgd")
+    p.add_argument("--momentum", type=non_negative_float, default=d.momentum, help="SGD momentum (default 0)")
+    p.add_argument("--epochs", type=positive(int), help="epochs per trial (default: 50 for lr, 20 for depth)")
+    p.add_argument("--batch-size", type=positive(int), default=d.batch_size, help="batch size (default 128)")
+    p.add_argument("--limit", type=positive(int), help="first N training and test images only (quick runs)")
+    p.add_argument("--validation-size", type=positive(float),
+                   help="validation images carved from training: count or fraction (default 5000 or 10%%)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of every trial (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="discard finished trials and start the search over")
+    p.add_argument("--run-root", type=Path, default=d.run_root,
+                   help="searches go to RUN_ROOT/<kind>/ (default runs/tuning)")
+    p.add_argument("--export-dir", type=Path, default=d.export_dir,
+                   help="the best model goes to EXPORT_DIR/mlp_best_<kind>/ (default saved_models)")
+    return p
+
+
+DEFAULT_EPOCHS = {"lr": 50, "depth": 20}
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from tuning.search import SearchConfig, search
+
+    writable_dir(args.run_root, "--run-root")
+    writable_dir(args.export_dir, "--export-dir")
+    values = vars(args)
+    cfg = SearchConfig(**{**values, "lrs": tuple(dict.fromkeys(args.lrs)), "depths": tuple(dict.fromkeys(args.depths)),
+                          "epochs": args.epochs or DEFAULT_EPOCHS[args.kind]})
+    print(json.dumps(search(cfg)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, "tuning"))

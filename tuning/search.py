@@ -1,0 +1,209 @@
+"""Section 2.5.4: the MLP's learning rate and depth, explored with Keras Tuner.
+
+The hypermodel builds with `kerasdl.models` and trains with `kerasdl.training.fit`, so a trial
+is the same experiment `python -m kerasdl.mnist mlp` runs, with its per-epoch train,
+validation and test curves in runs/tuning/<search>/trials/<hyperparameters>/history.csv.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+
+from kerasdl import artifacts, data, models, training
+
+log = logging.getLogger("tuning")
+
+
+@dataclass
+class SearchConfig:
+    """One search; `kind` picks which hyperparameter is gridded (learning rate or depth)."""
+
+    kind: str = "lr"
+    lrs: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    depths: tuple[int, ...] = (1, 2, 3, 4)
+    lr: float = 1e-3  # fixed rate of the depth search
+    hidden_layers: int = 1  # fixed depth of the lr search
+    units: int = 512
+    activation: str = "relu"
+    optimizer: str = "adam"
+    momentum: float = 0.0
+    epochs: int = 50
+    batch_size: int = 128
+    limit: int | None = None
+    validation_size: float | None = None
+    seed: int = 0
+    overwrite: bool = False
+    run_root: Path = field(default_factory=lambda: Path("runs/tuning"))
+    export_dir: Path = field(default_factory=lambda: Path("saved_models"))
+
+    @property
+    def directory(self) -> Path:
+        return self.run_root / self.kind
+
+    @property
+    def hp_name(self) -> str:
+        return "lr" if self.kind == "lr" else "hidden_layers"
+
+
+def trial_name(hp: kt.HyperParameters) -> str:
+    """A directory name that says which hyperparameters a trial ran with, e.g. 'lr=0.001'."""
+    return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hp.values.items()))
+
+
+class MLPHyperModel(kt.HyperModel):
+    """`build(hp)` reads like `models.mlp`; `fit` is the shared `training.fit` plus the tuner's callbacks."""
+
+    def __init__(self, cfg: SearchConfig, split: data.Split):
+        super().__init__(name=f"mlp_{cfg.kind}")
+        self.cfg, self.split = cfg, split
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        cfg = self.cfg
+        if cfg.kind == "lr":
+            lr, depth = hp.Choice("lr", list(cfg.lrs)), cfg.hidden_layers
+        else:
+            lr, depth = cfg.lr, hp.Choice("hidden_layers", list(cfg.depths))
+        model = models.mlp(hidden_layers=depth, units=cfg.units, activation=cfg.activation)
+        return models.compile_classifier(model, cfg.optimizer, lr, cfg.momentum)
+
+    def fit(self, hp, model, *args, callbacks=None, **kwargs):
+        run_dir = self.cfg.directory / "trials" / trial_name(hp)
+        fit_cfg = training.FitConfig(epochs=self.cfg.epochs, batch_size=self.cfg.batch_size, seed=self.cfg.seed,
+                                     terminate_on_nan=True, tensorboard=False, verbose=0,
+                                     title=f"MLP, {trial_name(hp)}")
+        result = training.fit(lambda: model, self.split, run_dir, fit_cfg, callbacks=callbacks)
+        epochs_run = len(result.history)
+        record = {
+            "hyperparameters": dict(hp.values),
+            "tuner_id": os.environ.get("KERASTUNER_TUNER_ID", "tuner0"),
+            "diverged": result.diverged,
+            "epochs_run": epochs_run,
+            "train_seconds": round(result.train_seconds, 2),
+            "seconds_per_epoch": round(result.train_seconds / max(epochs_run - result.resumed_from_epoch, 1), 3),
+            "params": int(model.count_params()),
+            "history_csv": str(result.history_csv),
+            "history_plot": str(result.history_plot),
+        }
+        (run_dir / "trial.json").write_text(json.dumps(record, indent=2))
+        return result.keras_history
+
+
+def make_tuner(cfg: SearchConfig, hypermodel: MLPHyperModel) -> kt.GridSearch:
+    return kt.GridSearch(hypermodel, objective="val_accuracy", directory=str(cfg.run_root),
+                         project_name=f"{cfg.kind}_tuner", overwrite=cfg.overwrite, seed=cfg.seed)
+
+
+def _finite(x: float) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def trial_rows(cfg: SearchConfig, tuner: kt.GridSearch) -> list[dict]:
+    """Every finished trial: hyperparameters, final and best metrics, diverged flag, seconds; best first."""
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        if trial.status != "COMPLETED":
+            continue
+        run_dir = cfg.directory / "trials" / trial_name(trial.hyperparameters)
+        record = json.loads((run_dir / "trial.json").read_text())
+        history = training.read_history(run_dir / "history.csv")
+        last = history[-1]
+        finite_loss = [r["loss"] for r in history if math.isfinite(r["loss"])]
+        rows.append({
+            "trial_id": trial.trial_id,
+            **record,
+            "objective_val_accuracy": trial.score,
+            "final": {k: _finite(last.get(k)) for k in ("loss", "accuracy", "val_loss", "val_accuracy",
+                                                          "test_loss", "test_accuracy")},
+            "best": {"val_accuracy": max(r["val_accuracy"] for r in history),
+                     "test_accuracy": max(r["test_accuracy"] for r in history),
+                     "loss": min(finite_loss) if finite_loss else None},
+            "at_chance": last["val_accuracy"] < 0.2,
+        })
+    return sorted(rows, key=lambda r: -(r["objective_val_accuracy"] or 0.0))
+
+
+def markdown_table(cfg: SearchConfig, rows: list[dict]) -> str:
+    key = cfg.hp_name
+    head = (f"| rank | {key} | best val acc | final test acc | final train loss | epochs run | diverged | "
+            "params | s/epoch |\n|---|---|---|---|---|---|---|---|---|\n")
+    fmt = lambda v, spec: "nan" if v is None else format(v, spec)  # noqa: E731
+    body = "".join(
+        f"| {i + 1} | {r['hyperparameters'][key]:g} | {r['best']['val_accuracy']:.4f} | "
+        f"{fmt(r['final']['test_accuracy'], '.4f')} | {fmt(r['final']['loss'], '.4g')} | {r['epochs_run']} | "
+        f"{'yes' if r['diverged'] else 'no'} | {r['params']} | {r['seconds_per_epoch']:.2f} |\n"
+        for i, r in enumerate(rows))
+    return head + body
+
+
+def write_tables(cfg: SearchConfig, rows: list[dict]) -> tuple[Path, Path]:
+    md, csv_path = cfg.directory / "results.md", cfg.directory / "results.csv"
+    md.write_text(markdown_table(cfg, rows))
+    flat = [{cfg.hp_name: r["hyperparameters"][cfg.hp_name], "objective_val_accuracy": r["objective_val_accuracy"],
+             **{f"final_{k}": v for k, v in r["final"].items()}, "best_test_accuracy": r["best"]["test_accuracy"],
+             "diverged": r["diverged"], "epochs_run": r["epochs_run"], "params": r["params"],
+             "seconds_per_epoch": r["seconds_per_epoch"], "train_seconds": r["train_seconds"]} for r in rows]
+    training.write_history(flat, csv_path) if flat else csv_path.write_text("")
+    return md, csv_path
+
+
+def draw(cfg: SearchConfig, rows: list[dict]) -> dict[str, Path]:
+    from tuning import figures
+
+    curves = {f"{cfg.hp_name}={r['hyperparameters'][cfg.hp_name]:g}": training.read_history(Path(r["history_csv"]))
+              for r in sorted(rows, key=lambda r: r["hyperparameters"][cfg.hp_name])}
+    out = {"curves": figures.curves_by_trial(curves, cfg.directory / "curves.png",
+                                             title=f"MLP {cfg.hp_name} search ({cfg.optimizer})")}
+    if cfg.kind == "depth":
+        out["depth"] = figures.depth_tradeoff(rows, cfg.directory / "depth_tradeoff.png")
+    return out
+
+
+def search(cfg: SearchConfig) -> dict:
+    """Run (or resume) the grid search, then tabulate, draw and export the best model."""
+    cfg.directory.mkdir(parents=True, exist_ok=True)
+    split = data.mnist_split("flat", limit=cfg.limit, validation_size=cfg.validation_size)
+    hypermodel = MLPHyperModel(cfg, split)
+    tuner = make_tuner(cfg, hypermodel)
+    board = keras.callbacks.TensorBoard(str(cfg.directory / "tensorboard"), write_graph=False)
+    start = time.perf_counter()
+    tuner.search(split.x_train, split.y_train, validation_data=(split.x_val, split.y_val),
+                 epochs=cfg.epochs, batch_size=cfg.batch_size, callbacks=[board], verbose=0)
+    seconds = time.perf_counter() - start
+    if kt_role() == "worker":
+        return {"role": "worker", "tuner_id": tuner.tuner_id, "seconds": round(seconds, 1)}
+    rows = trial_rows(cfg, tuner)
+    md, csv_path = write_tables(cfg, rows)
+    figs = draw(cfg, rows)
+    best_hp = tuner.get_best_hyperparameters(1)[0]
+    best_model = tuner.get_best_models(1)[0]
+    exported = artifacts.export(best_model, cfg.export_dir, f"mlp_best_{cfg.kind}")
+    best_eval = best_model.evaluate(split.x_test, split.y_test, batch_size=1000, verbose=0, return_dict=True)
+    return {
+        "search": cfg.kind,
+        "trials": rows,
+        "best_hyperparameters": dict(best_hp.values),
+        "best_model_test_accuracy": round(float(best_eval["accuracy"]), 5),
+        "seconds": round(seconds, 1),
+        "table_md": str(md), "table_csv": str(csv_path),
+        "figures": {k: str(v) for k, v in figs.items()},
+        "saved_model": str(exported.saved_model),
+        "config": {k: (str(v) if isinstance(v, Path) else (list(v) if isinstance(v, tuple) else v))
+                   for k, v in asdict(cfg).items()},
+    }
+
+
+def kt_role() -> str:
+    """'chief', 'worker' or 'single', from Keras Tuner's environment variables."""
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return "single"
+    return "chief" if "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") else "worker"
+
