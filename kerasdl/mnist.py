@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -47,6 +48,8 @@ class MnistConfig:
         return self.name or self.model
 
 
+LAYOUT = {"linear": "flat", "mlp": "flat", "cnn": "image"}  # how each classifier takes its images
+
 # Per-model defaults, measured on the full data (README, "Results").
 DEFAULTS = {
     "linear": dict(epochs=10, batch_size=128, lr=1e-3),
@@ -77,11 +80,26 @@ def make_model_fn(cfg: MnistConfig, steps_per_epoch: int):
 
 def train(cfg: MnistConfig, verbose="auto") -> dict:
     """Run one classifier experiment end to end; return the JSON summary."""
-    from kerasdl import artifacts, data, models, training
+    from kerasdl import data
 
-    run_dir = writable_dir(cfg.run_dir or Path("runs") / cfg.run_name, "--run-dir")
+    run_dir = cfg.run_dir or Path("runs") / cfg.run_name
+    chief = True
+    if cfg.distribute == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise UsageError("--distribute multiworker needs TF_CONFIG describing the cluster and this task "
+                             "(README, 'More than one machine')")
+        from kerasdl.training import worker_task
+
+        kind, index, chief = worker_task()
+        if not chief:  # other workers keep their own history and backup; only the chief exports
+            run_dir = run_dir / f"{kind}{index}"
+    run_dir = writable_dir(run_dir, "--run-dir")
     export_dir = writable_dir(cfg.export_dir, "--export-dir")
-    split = data.mnist_split(models.LAYOUT[cfg.model], limit=cfg.limit, validation_size=cfg.validation_size)
+    # Bad data fails here, before TensorFlow is even imported.
+    split = data.mnist_split(LAYOUT[cfg.model], limit=cfg.limit, validation_size=cfg.validation_size)
+
+    from kerasdl import artifacts, training
+
     steps = -(-len(split.x_train) // cfg.batch_size)
     fit_cfg = training.FitConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, restart=cfg.restart,
@@ -89,7 +107,7 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
     )
     result = training.fit(make_model_fn(cfg, steps), split, run_dir, fit_cfg)
     test_loss, test_accuracy = result.model.evaluate(split.x_test, split.y_test, batch_size=1000, verbose=0)
-    exported = artifacts.export(result.model, export_dir, cfg.run_name)
+    exported = artifacts.export(result.model, export_dir, cfg.run_name) if chief else None
     return {
         "model": cfg.model,
         "name": cfg.run_name,
@@ -100,8 +118,10 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
         "train_images": int(len(split.x_train)),
         "params": int(result.model.count_params()),
         "resumed_from_epoch": result.resumed_from_epoch,
-        "saved_model": str(exported.saved_model),
-        "keras_model": str(exported.keras_model),
+        "saved_model": str(exported.saved_model) if exported else None,
+        "keras_model": str(exported.keras_model) if exported else None,
+        "weights_sha256": training.weights_digest(result.model),
+        "replicas": result.replicas,
         "history_csv": str(result.history_csv),
         "history_plot": str(result.history_plot),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},

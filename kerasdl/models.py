@@ -10,7 +10,6 @@ import keras
 from keras import layers
 
 CLASSIFIERS = ("linear", "mlp", "cnn")
-LAYOUT = {"linear": "flat", "mlp": "flat", "cnn": "image"}
 ACTIVATIONS = ("relu", "sigmoid")
 OPTIMIZERS = ("adam", "sgd")
 

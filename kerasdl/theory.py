@@ -137,7 +137,9 @@ def run(cfg: TheoryConfig) -> dict:
                                            "s(x)(1 - s(x)) (identity)": c["identity"]},
                                   run_dir / "sigmoid.png", title="sigmoid and its derivative")
     inits = zero_init_experiments(cfg)
-    loss_png = plots.curves({kind: {init: r["curve"] for init, r in runs.items()} for kind, runs in inits.items()},
+    titles = {"toy_cnn": "toy convnet on max(x), squared loss",
+              "mlp": f"ReLU MLP ({cfg.mlp_units} units) on {cfg.mlp_images} MNIST images"}
+    loss_png = plots.curves({titles[kind]: {init: r["curve"] for init, r in runs.items()} for kind, runs in inits.items()},
                             run_dir / "init_loss.png", "full-batch step", "training loss",
                             title="zero vs Glorot vs He initialisation", logy=True)
     summary = {

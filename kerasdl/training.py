@@ -9,7 +9,10 @@ adds test metrics and writes history.csv) and draws history.png at the end.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
+import json
 import logging
 import math
 import os
@@ -58,6 +61,7 @@ class FitResult:
     run_dir: Path
     diverged: bool = False
     resumed_from_epoch: int = 0
+    replicas: int = 1
     keras_history: keras.callbacks.History | None = None
 
     @property
@@ -75,11 +79,60 @@ def strategy_for(distribute: str) -> tf.distribute.Strategy:
     """The tf.distribute strategy named by `--distribute`."""
     if distribute == "none":
         return tf.distribute.get_strategy()
-    if distribute == "mirrored":
-        return tf.distribute.MirroredStrategy()
+    if distribute == "mirrored":  # every GPU, else every logical CPU device
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy([d.name for d in gpus or tf.config.list_logical_devices("CPU")])
     if distribute == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown distribute mode {distribute!r}: use one of {DISTRIBUTE}")
+
+
+def worker_task() -> tuple[str, int, bool]:
+    """(task type, index, is_chief) of this process in a multi-worker cluster described by TF_CONFIG.
+
+    The chief is the 'chief' task, or worker 0 when the cluster has no chief; it alone
+    writes the shared run directory and the exported model.
+    """
+    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    task = config.get("task", {})
+    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+    has_chief = bool(config.get("cluster", {}).get("chief"))
+    return kind, index, kind == "chief" or (kind == "worker" and index == 0 and not has_chief)
+
+
+def weights_digest(model: keras.Model) -> str:
+    """sha256 of all weights' bytes: equal digests mean bit-identical models (e.g. across workers)."""
+    digest = hashlib.sha256()
+    for w in model.weights:
+        digest.update(np.ascontiguousarray(w.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def _patch_keras_for_multiworker() -> None:
+    """Keras 3.15's TF trainer cannot run MultiWorkerMirroredStrategy (keras-team/keras#20585): it
+    reduces per-replica scalar metrics with `axis=0`. Reduce them with `axis=None` instead."""
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer.reduce_per_replica, "kerasdl_patched", False):
+        return
+    original = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            return keras.tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.kerasdl_patched = True
+    trainer.reduce_per_replica = reduce_per_replica
+
+
+def _prepare_multiworker(model: keras.Model, strategy, data: Split) -> None:
+    """Build metrics and optimizer from a plain batch (Keras' own symbolic build tries to reduce a
+    distributed batch and fails under MultiWorkerMirroredStrategy); fit then runs inside the scope."""
+    _patch_keras_for_multiworker()
+    with strategy.scope():
+        model._symbolic_build(data_batch=(data.x_train[:2], data.y_train[:2]))
+    model._distribute_strategy = None
 
 
 def read_history(path: Path) -> list[dict]:
@@ -173,15 +226,19 @@ def fit(make_model: Callable[[], keras.Model], data: Split, run_dir, config: Fit
 
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     validation = (data.x_val, data.y_val) if data.x_val is not None and len(data.x_val) else None
+    multiworker = config.distribute == "multiworker"
+    if multiworker:
+        _prepare_multiworker(model, strategy, data)
     start = time.perf_counter()
-    keras_history = model.fit(
-        data.x_train, data.y_train,
-        batch_size=global_batch,
-        epochs=config.epochs,
-        validation_data=validation,
-        callbacks=shared + list(callbacks or []),
-        verbose=config.verbose,
-    )
+    with strategy.scope() if multiworker else contextlib.nullcontext():
+        keras_history = model.fit(
+            data.x_train, data.y_train,
+            batch_size=global_batch,
+            epochs=config.epochs,
+            validation_data=validation,
+            callbacks=shared + list(callbacks or []),
+            verbose=config.verbose,
+        )
     train_seconds = time.perf_counter() - start - recorder.test_seconds
 
     rows = recorder.rows
@@ -190,4 +247,5 @@ def fit(make_model: Callable[[], keras.Model], data: Split, run_dir, config: Fit
         model=model, history=rows, train_seconds=train_seconds, history_csv=csv_path,
         history_plot=png_path, run_dir=run_dir, diverged=_diverged(rows),
         resumed_from_epoch=recorder.initial_epoch, keras_history=keras_history,
+        replicas=strategy.num_replicas_in_sync,
     )

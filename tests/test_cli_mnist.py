@@ -11,9 +11,11 @@ import pytest
 
 from conftest import last_json, run_module
 
-# Measured on 3000 training images, 1 epoch (seed 0): test accuracy on the first 3000 test
-# images was linear 0.85, mlp 0.88, cnn 0.91 (see README). Floors leave a wide margin.
-FLOORS = {"linear": 0.70, "mlp": 0.75, "cnn": 0.75}
+# Measured with --limit 3000 --epochs 1 --seed 0 (2,700 training images, 22 Adam steps):
+# test accuracy on the first 3,000 test images linear 0.586, mlp 0.818, cnn 0.766; on the
+# last 50 test digits (never seen) 12/20, 13/20 and 16/20 of the last 20 were right.
+# Floors leave a margin of about 0.1 (chance is 0.1).
+FLOORS = {"linear": 0.45, "mlp": 0.65, "cnn": 0.65}
 
 
 @pytest.fixture(scope="module", params=["linear", "mlp", "cnn"])
@@ -41,28 +43,30 @@ def test_training_writes_every_artifact_and_reports_json(trained):
 
 
 def test_predict_classifies_real_test_digits(trained, real_mnist, tmp_path):
-    _, work, summary = trained
+    name, work, summary = trained
     raw = np.load(real_mnist)
-    digits, labels = raw["x_test"][-20:], raw["y_test"][-20:]  # digits the run never saw
+    digits, labels = raw["x_test"][-50:], raw["y_test"][-50:]  # digits the run never saw
     np.save(tmp_path / "digits.npy", digits)
     proc = run_module("kerasdl.predict", summary["saved_model"], tmp_path / "digits.npy", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(proc.stdout.splitlines()[-1])
-    assert len(rows) == 20
+    assert len(rows) == 50
     correct = sum(r["digit"] == int(y) for r, y in zip(rows, labels))
-    assert correct >= 14, f"only {correct}/20 right"
+    assert correct / 50 >= FLOORS[name] - 0.05, f"only {correct}/50 right"
 
 
-def test_predict_reads_a_png_with_a_light_background(trained, real_mnist, tmp_path):
+def test_predict_inverts_a_png_with_a_light_background(trained, real_mnist, tmp_path):
     from PIL import Image
 
     _, _, summary = trained
-    raw = np.load(real_mnist)
-    Image.fromarray(255 - raw["x_test"][0]).save(tmp_path / "seven.png")  # dark 7 on white paper
-    proc = run_module("kerasdl.predict", summary["saved_model"], tmp_path / "seven.png")
+    digit = np.load(real_mnist)["x_test"][0]
+    Image.fromarray(255 - digit).save(tmp_path / "paper.png")  # dark 7 on white paper
+    np.save(tmp_path / "mnist.npy", digit)  # the same 7 as MNIST stores it
+    proc = run_module("kerasdl.predict", summary["saved_model"], tmp_path / "paper.png", tmp_path / "mnist.npy")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    path, digit, prob = proc.stdout.split()
-    assert path.endswith("seven.png") and digit == "7" and 0.0 <= float(prob) <= 1.0
+    (png, png_digit, png_prob), (npy, npy_digit, npy_prob) = (line.split() for line in proc.stdout.splitlines()[-2:])
+    assert png.endswith("paper.png") and npy.endswith("mnist.npy")
+    assert png_digit == npy_digit and float(png_prob) == pytest.approx(float(npy_prob), abs=1e-3)
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -87,13 +91,11 @@ def test_missing_data_file_exits_2_and_names_it(tmp_path):
     assert str(missing) in proc.stderr and "KERASDL_MNIST" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_predict_bad_inputs_exit_2(trained, tmp_path):
-    _, work, summary = trained
+def test_predict_bad_inputs_exit_2(tmp_path):
     fake = tmp_path / "notes.png"
     fake.write_text("not an image")
     for args, needle in [
-        ([summary["saved_model"], tmp_path / "missing.png"], "no such file"),
-        ([summary["saved_model"], fake], "not a readable image"),
+        ([tmp_path, tmp_path / "missing.png"], "no such file"),
         ([tmp_path, fake], "not a readable image"),
     ]:
         proc = run_module("kerasdl.predict", *args)
