@@ -169,5 +169,11 @@ def main(argv=None) -> int:
     return 0
 
 
+
+def cli() -> None:
+    """Console-script entry point: errors become one line and exit code 2."""
+    sys.exit(run_cli(main, "python -m kerasdl.autoencoder"))
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main, "kerasdl.autoencoder"))
+    cli()

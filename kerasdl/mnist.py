@@ -108,7 +108,7 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
     result = training.fit(make_model_fn(cfg, steps), split, run_dir, fit_cfg)
     test_loss, test_accuracy = result.model.evaluate(split.x_test, split.y_test, batch_size=1000, verbose=0)
     exported = artifacts.export(result.model, export_dir, cfg.run_name) if chief else None
-    return {
+    summary = {
         "model": cfg.model,
         "name": cfg.run_name,
         "epochs": cfg.epochs,
@@ -126,6 +126,8 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
         "history_plot": str(result.history_plot),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
     }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 def positive(kind):
@@ -205,5 +207,11 @@ def main(argv=None) -> int:
     return 0
 
 
+
+def cli() -> None:
+    """Console-script entry point: errors become one line and exit code 2."""
+    sys.exit(run_cli(main, "python -m kerasdl.mnist"))
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main, "kerasdl.mnist"))
+    cli()

@@ -67,5 +67,11 @@ def main(argv=None) -> int:
     return 0
 
 
+
+def cli() -> None:
+    """Console-script entry point: errors become one line and exit code 2."""
+    sys.exit(run_cli(main, "python -m tuning"))
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main, "tuning"))
+    cli()

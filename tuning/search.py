@@ -187,7 +187,7 @@ def search(cfg: SearchConfig) -> dict:
     best_model = tuner.get_best_models(1)[0]
     exported = artifacts.export(best_model, cfg.export_dir, f"mlp_best_{cfg.kind}")
     best_eval = best_model.evaluate(split.x_test, split.y_test, batch_size=1000, verbose=0, return_dict=True)
-    return {
+    summary = {
         "search": cfg.kind,
         "trials": rows,
         "best_hyperparameters": dict(best_hp.values),
@@ -199,6 +199,8 @@ def search(cfg: SearchConfig) -> dict:
         "config": {k: (str(v) if isinstance(v, Path) else (list(v) if isinstance(v, tuple) else v))
                    for k, v in asdict(cfg).items()},
     }
+    (cfg.directory / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 def kt_role() -> str:

@@ -1,0 +1,78 @@
+"""kerasdl.report --quick end to end, and the benchmark's --quick mode."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, last_json, run_module
+
+SECTIONS = ["## 1. Backprop facts", "## 2.4 Toy convnet vs linear model", "## 2.5.1-2.5.3 MNIST classifiers",
+            "## 2.5.4 Learning rate and depth (Keras Tuner)", "## 2.6 Autoencoder vs PCA(2)"]
+
+
+@pytest.fixture(scope="module")
+def quick_report(real_mnist, tmp_path_factory):
+    work = tmp_path_factory.mktemp("report")
+    proc = run_module("kerasdl.report", "--quick", "--runs", work / "runs", "--out", work / "reports", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return work, last_json(proc.stdout), proc
+
+
+def test_quick_report_has_every_section_figure_and_verdict(quick_report):
+    work, summary, proc = quick_report
+    assert summary["failed"] == []
+    text = (work / "reports" / "REPORT.md").read_text()
+    for heading in SECTIONS:
+        assert heading in text
+    assert "Not available" not in text and "Could not evaluate" not in text
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(images) >= 10
+    for rel in images:
+        assert (work / "reports" / rel).is_file(), rel
+    verdicts = re.findall(r"\| \*\*([^*]+)\*\* \|$", text, flags=re.M)
+    assert len(verdicts) >= 15
+    assert set(verdicts) <= {"holds", "partly", "does not hold"}
+    assert "[1/10] theory: running" in proc.stderr  # a progress line per stage
+
+
+def test_second_run_reuses_results(quick_report):
+    work, first, _ = quick_report
+    proc = run_module("kerasdl.report", "--quick", "--runs", work / "runs", "--out", work / "reports2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert set(last_json(proc.stdout)["stages"].values()) == {"reused"}
+
+
+def test_a_failing_stage_is_marked_and_the_rest_still_reported(quick_report, tmp_path):
+    work, _, _ = quick_report
+    broken = tmp_path / "runs"
+    shutil.copytree(work / "runs", broken)
+    (broken / "toy" / "summary.json").unlink()
+    # make the toy stage fail: its run directory is a file
+    shutil.rmtree(broken / "toy")
+    (broken / "toy").write_text("not a directory")
+    proc = run_module("kerasdl.report", "--quick", "--runs", broken, "--out", tmp_path / "reports")
+    assert proc.returncode == 1
+    summary = last_json(proc.stdout)
+    assert summary["failed"] == ["toy"]
+    text = (tmp_path / "reports" / "REPORT.md").read_text()
+    assert "FAILED" in text and "## 2.6 Autoencoder vs PCA(2)" in text and "**holds**" in text
+
+
+def test_benchmark_quick_mode_writes_json_and_table(real_mnist, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "cnn_vs_reference.py"), "--quick", "--out",
+                           str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "cnn_vs_reference.json").read_text())
+    for side in ("reference", "ours"):
+        row = result[side]
+        assert row["train_seconds"] > 0 and 0 < row["test_accuracy"] <= 1
+        assert row["images_per_second_batch1000"] > 0 and row["latency_ms_median"] > 0
+    assert result["ours_over_reference"]["train_seconds"] > 0
+    assert "ours / reference" in (tmp_path / "cnn_vs_reference.md").read_text()
