@@ -40,7 +40,7 @@ def stages(root: Path, quick: bool) -> list[Stage]:
     from kerasdl import autoencoder, mnist, theory, toy
 
     def classifier(model, name=None, **hp):
-        quick_hp = dict(limit=2000, epochs=1) if quick else {}
+        quick_hp = dict(limit=1500, epochs=1) if quick else {}
         cfg = mnist.config_for(model, name=name, run_dir=root / (name or model), export_dir=root / "saved_models",
                                **{**hp, **quick_hp})
         return lambda: mnist.train(cfg, verbose=0)
@@ -48,17 +48,17 @@ def stages(root: Path, quick: bool) -> list[Stage]:
     def tuner(kind):
         from tuning.search import SearchConfig, search
 
-        quick_hp = dict(limit=1500, epochs=2, units=32, lrs=(1e-3, 1.0, 10.0), depths=(1, 2)) if quick else {}
+        quick_hp = dict(limit=1000, epochs=2, units=32, lrs=(1e-3, 1.0, 10.0), depths=(1, 2)) if quick else {}
         defaults = {"epochs": 50 if kind == "lr" else 20}
         cfg = SearchConfig(kind=kind, run_root=root / "tuning", export_dir=root / "saved_models",
                            **{**defaults, **quick_hp})
         return lambda: search(cfg)
 
     theory_cfg = theory.TheoryConfig(run_dir=root / "theory",
-                                     **(dict(steps=15, mlp_images=500, mlp_units=16) if quick else {}))
-    toy_cfg = toy.ToyConfig(run_dir=root / "toy", **(dict(seeds=2, iterations=200) if quick else {}))
+                                     **(dict(steps=8, mlp_images=300, mlp_units=16) if quick else {}))
+    toy_cfg = toy.ToyConfig(run_dir=root / "toy", **(dict(seeds=2, iterations=100) if quick else {}))
     ae_cfg = autoencoder.AutoencoderConfig(run_dir=root / "autoencoder", export_dir=root / "saved_models",
-                                           **(dict(limit=2000, epochs=2) if quick else {}))
+                                           **(dict(limit=1500, epochs=1) if quick else {}))
     return [
         Stage("theory", root / "theory" / "summary.json", lambda: theory.run(theory_cfg)),
         Stage("toy", root / "toy" / "summary.json", lambda: toy.run(toy_cfg)),
