@@ -15,12 +15,13 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from kerasdl.errors import run_cli, writable_dir
+from kerasdl.summary import config_json, write as write_summary
+from kerasdl.errors import positive, run_cli, writable_dir
 
 log = logging.getLogger("kerasdl.autoencoder")
 
@@ -125,10 +126,9 @@ def run(cfg: AutoencoderConfig) -> dict:
         "figures": {"latent": str(latent_png), "reconstructions": str(recon_png)},
         "table": str(table),
         "saved_models": exported,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "config": config_json(cfg),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return write_summary(run_dir, summary)
 
 
 def markdown_table(methods: dict) -> str:
@@ -141,8 +141,6 @@ def markdown_table(methods: dict) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    from kerasdl.mnist import positive
-
     d = AutoencoderConfig()
     p = argparse.ArgumentParser(prog="python -m kerasdl.autoencoder",
                                 description="Section 2.6: 784 -> 2 -> 784 autoencoders against PCA(2) on MNIST.")

@@ -13,10 +13,11 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from kerasdl.errors import UsageError, run_cli, writable_dir
+from kerasdl.summary import config_json, write as write_summary
+from kerasdl.errors import UsageError, non_negative_float, positive, run_cli, writable_dir
 
 
 @dataclass
@@ -124,36 +125,9 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
         "replicas": result.replicas,
         "history_csv": str(result.history_csv),
         "history_plot": str(result.history_plot),
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "config": config_json(cfg),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
-
-
-def positive(kind):
-    """An argparse type: `kind` (int or float) strictly greater than zero."""
-
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text} must be > 0")
-        return value
-
-    parse.__name__ = f"positive {kind.__name__}"
-    return parse
-
-
-def non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return value
+    return write_summary(run_dir, summary)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -16,12 +16,13 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from kerasdl.errors import run_cli, writable_dir
+from kerasdl.summary import config_json, write as write_summary
+from kerasdl.errors import positive, run_cli, writable_dir
 
 log = logging.getLogger("kerasdl.theory")
 
@@ -144,14 +145,13 @@ def run(cfg: TheoryConfig) -> dict:
                             title="zero vs Glorot vs He initialisation", logy=True)
     summary = {
         "section": "1",
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "config": config_json(cfg),
         "sigmoid": sig,
         "zero_init": {kind: {init: {k: v for k, v in r.items() if k != "curve"} for init, r in runs.items()}
                       for kind, runs in inits.items()},
         "figures": {"sigmoid": str(sigmoid_png), "init_loss": str(loss_png)},
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return write_summary(run_dir, summary)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -159,25 +159,19 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kerasdl.theory",
                                 description="Section 1: the sigmoid derivative identity and zero vs random "
                                 "initialisation, measured.")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"full-batch training steps per run (default {d.steps})")
-    p.add_argument("--toy-lr", type=float, default=d.toy_lr, help=f"SGD rate for the toy convnet (default {d.toy_lr})")
-    p.add_argument("--mlp-lr", type=float, default=d.mlp_lr, help=f"SGD rate for the MNIST MLP (default {d.mlp_lr})")
-    p.add_argument("--mlp-images", type=int, default=d.mlp_images,
+    p.add_argument("--steps", type=positive(int), default=d.steps, help=f"full-batch training steps per run (default {d.steps})")
+    p.add_argument("--toy-lr", type=positive(float), default=d.toy_lr, help=f"SGD rate for the toy convnet (default {d.toy_lr})")
+    p.add_argument("--mlp-lr", type=positive(float), default=d.mlp_lr, help=f"SGD rate for the MNIST MLP (default {d.mlp_lr})")
+    p.add_argument("--mlp-images", type=positive(int), default=d.mlp_images,
                    help=f"MNIST training images for the MLP (default {d.mlp_images})")
-    p.add_argument("--mlp-units", type=int, default=d.mlp_units, help=f"MLP hidden width (default {d.mlp_units})")
+    p.add_argument("--mlp-units", type=positive(int), default=d.mlp_units, help=f"MLP hidden width (default {d.mlp_units})")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"output directory (default {d.run_dir})")
     return p
 
 
 def main(argv=None) -> int:
-    p = parser()
-    args = p.parse_args(argv)
-    for flag in ("steps", "mlp_images", "mlp_units"):
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be >= 1")
-    if not (args.toy_lr > 0 and args.mlp_lr > 0):
-        p.error("--toy-lr and --mlp-lr must be > 0")
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     print(json.dumps(run(TheoryConfig(**vars(args)))))
     return 0

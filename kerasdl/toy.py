@@ -14,12 +14,13 @@ import json
 import logging
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from kerasdl.errors import run_cli, writable_dir
+from kerasdl.summary import config_json, write as write_summary
+from kerasdl.errors import non_negative_float, positive, run_cli, writable_dir
 
 log = logging.getLogger("kerasdl.toy")
 
@@ -162,7 +163,7 @@ def run(cfg: ToyConfig) -> dict:
     table.write_text(markdown_table(results, numpy_f1))
     summary = {
         "section": "2.4",
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "config": config_json(cfg),
         "epochs": cfg.epochs,
         "iterations": cfg.epochs * cfg.steps_per_epoch,
         "results": {fn: {k: ({kk: vv for kk, vv in v.items() if kk != "curves"} if isinstance(v, dict) else v)
@@ -172,8 +173,7 @@ def run(cfg: ToyConfig) -> dict:
         "figure": str(figure),
         "table": str(table),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return write_summary(run_dir, summary)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -183,29 +183,21 @@ def parser() -> argparse.ArgumentParser:
                                 "and f2 = log-sum-exp(xW), over several seeds; hand-written backprop checked.")
     p.add_argument("--functions", nargs="+", choices=list(d.functions), default=list(d.functions),
                    help="target functions to run (default: all three)")
-    p.add_argument("--seeds", type=int, default=d.seeds, help=f"initialisation seeds per model (default {d.seeds})")
-    p.add_argument("--iterations", type=int, default=d.iterations,
+    p.add_argument("--seeds", type=positive(int), default=d.seeds, help=f"initialisation seeds per model (default {d.seeds})")
+    p.add_argument("--iterations", type=positive(int), default=d.iterations,
                    help=f"SGD steps, rounded to whole epochs (default {d.iterations})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"SGD batch (default {d.batch_size})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"SGD learning rate (default {d.lr})")
-    p.add_argument("--l2", type=float, default=d.l2, help=f"L2 penalty lambda on all weights (default {d.l2})")
-    p.add_argument("--noise", type=float, default=d.noise, help="multiplicative Gaussian noise on targets (default 0.01)")
-    p.add_argument("--n-train", type=int, default=d.n_train, help=f"training points (default {d.n_train})")
-    p.add_argument("--n-test", type=int, default=d.n_test, help=f"test points (default {d.n_test})")
+    p.add_argument("--batch-size", type=positive(int), default=d.batch_size, help=f"SGD batch (default {d.batch_size})")
+    p.add_argument("--lr", type=positive(float), default=d.lr, help=f"SGD learning rate (default {d.lr})")
+    p.add_argument("--l2", type=non_negative_float, default=d.l2, help=f"L2 penalty lambda on all weights (default {d.l2})")
+    p.add_argument("--noise", type=non_negative_float, default=d.noise, help="multiplicative Gaussian noise on targets (default 0.01)")
+    p.add_argument("--n-train", type=positive(int), default=d.n_train, help=f"training points (default {d.n_train})")
+    p.add_argument("--n-test", type=positive(int), default=d.n_test, help=f"test points (default {d.n_test})")
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"output directory (default {d.run_dir})")
     return p
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    for flag in ("seeds", "iterations", "batch_size", "n_train", "n_test"):
-        if getattr(args, flag) < 1:
-            parser().error(f"--{flag.replace('_', '-')} must be >= 1")
-    for flag in ("lr",):
-        if not getattr(args, flag) > 0:
-            parser().error(f"--{flag} must be > 0")
-    if args.l2 < 0 or args.noise < 0:
-        parser().error("--l2 and --noise must be >= 0")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     cfg = ToyConfig(**{**vars(args), "functions": tuple(dict.fromkeys(args.functions))})
     print(json.dumps(run(cfg)))

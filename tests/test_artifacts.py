@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from kerasdl import artifacts, models
 from kerasdl.errors import UsageError

@@ -8,8 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from kerasdl.errors import run_cli, writable_dir
-from kerasdl.mnist import non_negative_float, positive
+from kerasdl.errors import non_negative_float, positive, run_cli, writable_dir
 
 
 def parser() -> argparse.ArgumentParser:

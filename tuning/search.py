@@ -12,13 +12,14 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import keras_tuner as kt
 
 from kerasdl import artifacts, data, models, training
+from kerasdl.summary import config_json, write as write_summary
 
 log = logging.getLogger("tuning")
 
@@ -196,11 +197,9 @@ def search(cfg: SearchConfig) -> dict:
         "table_md": str(md), "table_csv": str(csv_path),
         "figures": {k: str(v) for k, v in figs.items()},
         "saved_model": str(exported.saved_model),
-        "config": {k: (str(v) if isinstance(v, Path) else (list(v) if isinstance(v, tuple) else v))
-                   for k, v in asdict(cfg).items()},
+        "config": config_json(cfg),
     }
-    (cfg.directory / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return write_summary(cfg.directory, summary)
 
 
 def kt_role() -> str:
