@@ -13,7 +13,6 @@ import contextlib
 import csv
 import hashlib
 import json
-import logging
 import math
 import os
 import shutil
@@ -28,8 +27,6 @@ import tensorflow as tf
 
 from kerasdl import plots
 from kerasdl.data import Split
-
-log = logging.getLogger(__name__)
 
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 
@@ -63,10 +60,6 @@ class FitResult:
     resumed_from_epoch: int = 0
     replicas: int = 1
     keras_history: keras.callbacks.History | None = None
-
-    @property
-    def last(self) -> dict:
-        return self.history[-1] if self.history else {}
 
 
 def seed_everything(seed: int) -> None:

@@ -8,7 +8,6 @@ validation and test curves in runs/tuning/<search>/trials/<hyperparameters>/hist
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import time
@@ -20,8 +19,6 @@ import keras_tuner as kt
 
 from kerasdl import artifacts, data, models, training
 from kerasdl.summary import config_json, write as write_summary
-
-log = logging.getLogger("tuning")
 
 
 @dataclass
@@ -63,9 +60,9 @@ def trial_name(hp: kt.HyperParameters) -> str:
 class MLPHyperModel(kt.HyperModel):
     """`build(hp)` reads like `models.mlp`; `fit` is the shared `training.fit` plus the tuner's callbacks."""
 
-    def __init__(self, cfg: SearchConfig, split: data.Split):
+    def __init__(self, cfg: SearchConfig, test: tuple):
         super().__init__(name=f"mlp_{cfg.kind}")
-        self.cfg, self.split = cfg, split
+        self.cfg, self.test = cfg, test  # the test set is only recorded per epoch, never tuned on
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         cfg = self.cfg
@@ -76,12 +73,14 @@ class MLPHyperModel(kt.HyperModel):
         model = models.mlp(hidden_layers=depth, units=cfg.units, activation=cfg.activation)
         return models.compile_classifier(model, cfg.optimizer, lr, cfg.momentum)
 
-    def fit(self, hp, model, *args, callbacks=None, **kwargs):
+    def fit(self, hp, model, x, y, validation_data, epochs, batch_size, callbacks=None, **kwargs):
+        """`tuner.search(x, y, validation_data=..., epochs=..., batch_size=...)` lands here."""
         run_dir = self.cfg.directory / "trials" / trial_name(hp)
-        fit_cfg = training.FitConfig(epochs=self.cfg.epochs, batch_size=self.cfg.batch_size, seed=self.cfg.seed,
+        split = data.Split(x, y, *validation_data, *self.test)
+        fit_cfg = training.FitConfig(epochs=epochs, batch_size=batch_size, seed=self.cfg.seed,
                                      terminate_on_nan=True, tensorboard=False, verbose=0,
                                      title=f"MLP, {trial_name(hp)}")
-        result = training.fit(lambda: model, self.split, run_dir, fit_cfg, callbacks=callbacks)
+        result = training.fit(lambda: model, split, run_dir, fit_cfg, callbacks=callbacks)
         epochs_run = len(result.history)
         record = {
             "hyperparameters": dict(hp.values),
@@ -172,7 +171,7 @@ def search(cfg: SearchConfig) -> dict:
     """Run (or resume) the grid search, then tabulate, draw and export the best model."""
     cfg.directory.mkdir(parents=True, exist_ok=True)
     split = data.mnist_split("flat", limit=cfg.limit, validation_size=cfg.validation_size)
-    hypermodel = MLPHyperModel(cfg, split)
+    hypermodel = MLPHyperModel(cfg, test=(split.x_test, split.y_test))
     tuner = make_tuner(cfg, hypermodel)
     board = keras.callbacks.TensorBoard(str(cfg.directory / "tensorboard"), write_graph=False)
     start = time.perf_counter()
