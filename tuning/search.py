@@ -70,6 +70,9 @@ class MLPHyperModel(kt.HyperModel):
             lr, depth = hp.Choice("lr", list(cfg.lrs)), cfg.hidden_layers
         else:
             lr, depth = cfg.lr, hp.Choice("hidden_layers", list(cfg.depths))
+        # Keras Tuner builds before it fits: seed here so a trial's initial weights depend on
+        # its seed alone, not on which trials this process ran before it.
+        training.seed_everything(cfg.seed)
         model = models.mlp(hidden_layers=depth, units=cfg.units, activation=cfg.activation)
         return models.compile_classifier(model, cfg.optimizer, lr, cfg.momentum)
 
