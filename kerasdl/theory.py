@@ -83,7 +83,7 @@ def zero_init_run(kind: str, init: str, split, loss_fn, make, cfg: TheoryConfig,
     grads = tape.gradient(loss, probe.trainable_variables)
     step0 = {v.path: float(np.max(np.abs(g.numpy()))) for v, g in zip(probe.trainable_variables, grads)}
 
-    before = _snapshot(make(init))  # what fit's model starts from (same seed, same initialiser)
+    before = _snapshot(probe)  # fit reseeds and rebuilds: its model starts from these same weights
     fit_cfg = training.FitConfig(epochs=cfg.steps, batch_size=len(split.x_train), seed=cfg.seed, restart=True,
                                  test_curve=False, tensorboard=False, backup=False, verbose=0,
                                  title=f"{kind}, {init} initialisation")

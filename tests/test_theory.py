@@ -30,6 +30,16 @@ def test_zero_init_freezes_the_toy_convnet_and_glorot_trains_it(tmp_path, fake_m
     assert runs["mlp"]["he_normal"]["final_loss"] < mlp_zero["final_loss"]
 
 
+def test_measured_gradients_are_the_ones_training_applies(tmp_path, fake_mnist):
+    """One full-batch SGD step moves each weight by exactly lr * gradient: the step-0 gradient
+    and the before/after snapshots describe the same model that training.fit trained."""
+    cfg = theory.TheoryConfig(steps=1, mlp_images=300, mlp_units=8, run_dir=tmp_path)
+    for init, run in theory.zero_init_experiments(cfg)["toy_cnn"].items():
+        for name, t in run["tensors"].items():
+            assert abs(t["max_change"] - cfg.toy_lr * t["grad_max_abs_step0"]) <= 1e-5 + 1e-3 * t["max_change"], \
+                (init, name, t)
+
+
 def test_theory_cli_writes_figures_and_json(tmp_path, fake_mnist):
     proc = run_module("kerasdl.theory", "--steps", 5, "--mlp-images", 300, "--run-dir", tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
