@@ -1,6 +1,6 @@
 """Atomic export of trained models, and loading them back for inference.
 
-`export(model, export_dir, name)` writes `export_dir/name/` (TF SavedModel, `model.export`)
+`export(model, export_dir, name)` writes `export_dir/name/` (TF SavedModel, `serve` endpoint)
 and `export_dir/name.keras` (full Keras format). Both are written to temporary siblings
 first and renamed into place only when complete, so a failed or interrupted export never
 leaves a half-written model and never destroys the previous one.
@@ -37,6 +37,24 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
+def _export_saved_model(model: keras.Model, path: Path) -> None:
+    """A SavedModel whose `serve` (also `serving_default`) endpoint runs the model in inference mode.
+
+    `model.export()` serves `model.__call__` without `training=False`, and Keras'
+    RandomTranslation (the convnet's shift augmentation) defaults to training mode, so the
+    exported convnet would shift every image it is asked about. Here the endpoint says
+    `training=False`: dropout and augmentation are off, as in `model.predict`.
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name="serve",
+        fn=lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="inputs")],
+    )
+    archive.write_out(str(path), verbose=False)
+
+
 def export(model: keras.Model, export_dir, name: str, keras_file: bool = True) -> Exported:
     """Export `model` as `export_dir/name/` (SavedModel) and `export_dir/name.keras`, atomically."""
     export_dir = Path(export_dir)
@@ -44,7 +62,7 @@ def export(model: keras.Model, export_dir, name: str, keras_file: bool = True) -
     saved_model, keras_path = export_dir / name, export_dir / f"{name}.keras"
     work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=export_dir))
     try:
-        model.export(str(work / "saved_model"), verbose=False)
+        _export_saved_model(model, work / "saved_model")
         if keras_file:
             model.save(work / "model.keras")
         # Both complete: now swap them in. The .keras rename is atomic; the directory

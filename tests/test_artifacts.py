@@ -33,6 +33,24 @@ def test_export_round_trip_gives_the_same_predictions(tmp_path, trained_linear):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
 
+def test_exported_convnet_serves_in_inference_mode(tmp_path):
+    """No shift augmentation or dropout at serving time: the same image always gets the same
+    probabilities, equal to model.predict's, in the SavedModel and through TFSMLayer."""
+    import keras
+
+    model = models.compile_classifier(models.cnn())
+    x = np.random.default_rng(2).random((8, 28, 28, 1), dtype="float32")
+    expected = model.predict(x, verbose=0)
+    out = artifacts.export(model, tmp_path, "cnn")
+    loaded = artifacts.load_saved_model(out.saved_model)
+    for _ in range(3):
+        np.testing.assert_allclose(artifacts.serve(loaded, x).numpy(), expected, rtol=1e-5, atol=1e-6)
+    served = loaded.signatures["serving_default"](inputs=x)
+    np.testing.assert_allclose(next(iter(served.values())).numpy(), expected, rtol=1e-5, atol=1e-6)
+    layer = keras.layers.TFSMLayer(str(out.saved_model), call_endpoint="serve")
+    np.testing.assert_allclose(np.asarray(layer(x)), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_saved_model_loads_in_a_process_that_never_imports_kerasdl(tmp_path, trained_linear):
     out = artifacts.export(trained_linear, tmp_path, "linear")
     code = ("import sys, numpy as np, tensorflow as tf; m = tf.saved_model.load(sys.argv[1]); "

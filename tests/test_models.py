@@ -36,6 +36,21 @@ def test_cnn_has_convolutions_max_pooling_and_dropout():
     assert {layers.Conv2D, layers.MaxPooling2D, layers.Dropout} <= kinds
 
 
+def test_cnn_shift_augmentation_acts_only_while_training():
+    import numpy as np
+
+    model = models.cnn()
+    assert isinstance(model.layers[0], layers.RandomTranslation)
+    images = np.zeros((4, 28, 28, 1), "float32")
+    images[:, 10:18, 12:16, 0] = 1.0  # a bar away from the border
+    shift = model.layers[0]
+    np.testing.assert_array_equal(shift(images, training=False), images)  # inference: untouched
+    moved = [not np.array_equal(shift(images, training=True), images) for _ in range(5)]
+    assert any(moved)  # training: shifted images, same ink
+    np.testing.assert_allclose(np.asarray(shift(images, training=True)).sum(axis=(1, 2, 3)), images.sum(axis=(1, 2, 3)), rtol=0.05)
+    assert not any(isinstance(layer, layers.RandomTranslation) for layer in models.cnn(shift=0).layers)
+
+
 def test_unknown_names_are_rejected():
     with pytest.raises(ValueError, match="unknown model"):
         models.build("resnet")
