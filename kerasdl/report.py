@@ -33,26 +33,32 @@ class Stage:
     name: str
     summary: Path
     run: Callable[[], dict]
+    config: object = None  # the section's config object, where the stage has one
 
 
-def stages(root: Path, quick: bool) -> list[Stage]:
-    """Every section with its defaults, or with small budgets under --quick."""
+def stages(root: Path, quick: bool, fresh: bool = False) -> list[Stage]:
+    """Every section with its defaults, or with small budgets under --quick.
+
+    `fresh` also makes the classifiers start over instead of resuming a backup, and tells the
+    Keras Tuner searches to discard their finished trials (without it they would reload them
+    from their oracle state and rerun nothing).
+    """
     from kerasdl import autoencoder, mnist, theory, toy
 
     def classifier(model, name=None, **hp):
         quick_hp = dict(limit=1500, epochs=1) if quick else {}
         cfg = mnist.config_for(model, name=name, run_dir=root / (name or model), export_dir=root / "saved_models",
-                               **{**hp, **quick_hp})
-        return lambda: mnist.train(cfg, verbose=0)
+                               restart=fresh or None, **{**hp, **quick_hp})
+        return lambda: mnist.train(cfg, verbose=0), cfg
 
     def tuner(kind):
         from tuning.search import SearchConfig, search
 
         quick_hp = dict(limit=1000, epochs=2, units=32, lrs=(1e-3, 1.0, 10.0), depths=(1, 2)) if quick else {}
         defaults = {"epochs": 50 if kind == "lr" else 20}
-        cfg = SearchConfig(kind=kind, run_root=root / "tuning", export_dir=root / "saved_models",
+        cfg = SearchConfig(kind=kind, run_root=root / "tuning", export_dir=root / "saved_models", overwrite=fresh,
                            **{**defaults, **quick_hp})
-        return lambda: search(cfg)
+        return lambda: search(cfg), cfg
 
     theory_cfg = theory.TheoryConfig(run_dir=root / "theory",
                                      **(dict(steps=8, mlp_images=300, mlp_units=16) if quick else {}))
@@ -60,18 +66,18 @@ def stages(root: Path, quick: bool) -> list[Stage]:
     ae_cfg = autoencoder.AutoencoderConfig(run_dir=root / "autoencoder", export_dir=root / "saved_models",
                                            **(dict(limit=1500, epochs=1) if quick else {}))
     return [
-        Stage("theory", root / "theory" / "summary.json", lambda: theory.run(theory_cfg)),
-        Stage("toy", root / "toy" / "summary.json", lambda: toy.run(toy_cfg)),
-        Stage("linear", root / "linear" / "summary.json", classifier("linear")),
-        Stage("mlp", root / "mlp" / "summary.json", classifier("mlp")),
-        Stage("cnn", root / "cnn" / "summary.json", classifier("cnn")),
+        Stage("theory", root / "theory" / "summary.json", lambda: theory.run(theory_cfg), theory_cfg),
+        Stage("toy", root / "toy" / "summary.json", lambda: toy.run(toy_cfg), toy_cfg),
+        Stage("linear", root / "linear" / "summary.json", *classifier("linear")),
+        Stage("mlp", root / "mlp" / "summary.json", *classifier("mlp")),
+        Stage("cnn", root / "cnn" / "summary.json", *classifier("cnn")),
         Stage("mlp_sgd", root / "mlp_sgd" / "summary.json",
-              classifier("mlp", name="mlp_sgd", optimizer="sgd", momentum=0.9, lr=0.01)),
-        Stage("mlp_sigmoid", root / "mlp_sigmoid" / "summary.json", classifier("mlp", name="mlp_sigmoid",
+              *classifier("mlp", name="mlp_sgd", optimizer="sgd", momentum=0.9, lr=0.01)),
+        Stage("mlp_sigmoid", root / "mlp_sigmoid" / "summary.json", *classifier("mlp", name="mlp_sigmoid",
                                                                                activation="sigmoid")),
-        Stage("tuning_lr", root / "tuning" / "lr" / "summary.json", tuner("lr")),
-        Stage("tuning_depth", root / "tuning" / "depth" / "summary.json", tuner("depth")),
-        Stage("autoencoder", root / "autoencoder" / "summary.json", lambda: autoencoder.run(ae_cfg)),
+        Stage("tuning_lr", root / "tuning" / "lr" / "summary.json", *tuner("lr")),
+        Stage("tuning_depth", root / "tuning" / "depth" / "summary.json", *tuner("depth")),
+        Stage("autoencoder", root / "autoencoder" / "summary.json", lambda: autoencoder.run(ae_cfg), ae_cfg),
     ]
 
 
@@ -354,7 +360,7 @@ def main(argv=None) -> int:
     root = writable_dir(args.runs or (Path("runs/quick") if args.quick else Path("runs")), "--runs")
     out = writable_dir(args.out, "--out")
     start = time.perf_counter()
-    results, status = run_stages(stages(root, args.quick), args.fresh)
+    results, status = run_stages(stages(root, args.quick, args.fresh), args.fresh)
     report = write_report(results, status, out, args.quick, time.perf_counter() - start)
     failed = [k for k, v in status.items() if v.startswith("FAILED")]
     print(json.dumps({"report": str(report), "stages": status, "failed": failed}))

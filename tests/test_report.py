@@ -48,6 +48,18 @@ def test_second_run_reuses_results(quick_report):
     assert set(last_json(proc.stdout)["stages"].values()) == {"reused"}
 
 
+def test_fresh_restarts_classifiers_and_reruns_the_tuner_searches(tmp_path):
+    from kerasdl import report
+
+    for fresh in (False, True):
+        by_name = {stage.name: stage for stage in report.stages(tmp_path, quick=False, fresh=fresh)}
+        assert len(by_name) == 10 and all(stage.config is not None for stage in by_name.values())
+        # without overwrite, Keras Tuner reloads its finished trials and a --fresh report would rerun nothing
+        assert by_name["tuning_lr"].config.overwrite is fresh and by_name["tuning_depth"].config.overwrite is fresh
+        assert by_name["tuning_lr"].config.epochs == 50  # the write-up's budget, not a shortened one
+        assert all(by_name[k].config.restart is fresh for k in ("linear", "mlp", "cnn", "mlp_sgd", "mlp_sigmoid"))
+
+
 def test_a_failing_stage_is_marked_and_the_rest_still_reported(quick_report, tmp_path):
     work, _, _ = quick_report
     broken = tmp_path / "runs"
