@@ -1,13 +1,20 @@
-"""Atomic export of trained models, and loading them back for inference.
+"""Versioned, atomic export of trained models, and loading them back for inference.
 
-`export(model, export_dir, name)` writes `export_dir/name/` (TF SavedModel, `serve` endpoint)
-and `export_dir/name.keras` (full Keras format). Both are written to temporary siblings
-first and renamed into place only when complete, so a failed or interrupted export never
-leaves a half-written model and never destroys the previous one.
+`export(model, export_dir, name)` writes TensorFlow Serving's layout:
+
+    export_dir/name/<version>/   TF SavedModel (`serve` and `serving_default` endpoints)
+    export_dir/name.keras        the full-fidelity Keras file of the newest version
+
+A version is a positive integer, one more than the newest present. It is written in a
+hidden temporary directory beside the versions and appears by one rename, complete or not
+at all; the previous versions stay loadable meanwhile, and only the newest `keep` remain.
+Readers (`resolve`, `load_saved_model`) take `export_dir/name` (its newest version) or a
+version directory itself.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -19,22 +26,38 @@ import tensorflow as tf
 
 from kerasdl.errors import UsageError
 
+KEEP = 3  # versions kept per model
+
 
 @dataclass
 class Exported:
-    saved_model: Path
-    keras_model: Path
+    saved_model: Path  # the new version directory, e.g. saved_models/cnn/4
+    keras_model: Path | None
+    version: int
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move the finished directory `tmp` to `final`; an old `final` is removed only after."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+def versions(model_dir) -> list[int]:
+    """The complete versions under `model_dir`, oldest first (TF Serving ignores non-numeric names too)."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return []
+    found = [int(p.name) for p in model_dir.iterdir()
+             if p.name.isdigit() and int(p.name) > 0 and (p / "saved_model.pb").is_file()]
+    return sorted(found)
+
+
+def resolve(path) -> Path:
+    """A SavedModel directory: `path` itself if it is one, else its newest version; UsageError otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such SavedModel directory; pass a directory from saved_models/, e.g. saved_models/cnn")
+    if (path / "saved_model.pb").is_file():
+        return path
+    found = versions(path)
+    if not found:
+        raise UsageError(f"{path}: not a SavedModel (no saved_model.pb inside, and no version directory "
+                         "1/, 2/, ... holding one); pass a directory from saved_models/")
+    return path / str(found[-1])
 
 
 def _export_saved_model(model: keras.Model, path: Path) -> None:
@@ -55,39 +78,66 @@ def _export_saved_model(model: keras.Model, path: Path) -> None:
     archive.write_out(str(path), verbose=False)
 
 
-def export(model: keras.Model, export_dir, name: str, keras_file: bool = True) -> Exported:
-    """Export `model` as `export_dir/name/` (SavedModel) and `export_dir/name.keras`, atomically."""
-    export_dir = Path(export_dir)
-    export_dir.mkdir(parents=True, exist_ok=True)
-    saved_model, keras_path = export_dir / name, export_dir / f"{name}.keras"
-    work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=export_dir))
+def _publish(work: Path, model_dir: Path) -> int:
+    """Rename the finished `work` directory to the next free version number; return it.
+
+    A rename onto an existing, non-empty version directory fails, so two exporters racing
+    for the same number cannot overwrite each other: the loser takes the next number.
+    """
+    while True:
+        version = (versions(model_dir) or [0])[-1] + 1
+        try:
+            os.rename(work, model_dir / str(version))
+            return version
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+
+
+def prune(model_dir: Path, keep: int = KEEP) -> list[int]:
+    """Delete all but the newest `keep` versions; return the removed ones."""
+    old = versions(model_dir)[:-keep] if keep > 0 else []
+    for version in old:
+        shutil.rmtree(model_dir / str(version), ignore_errors=True)
+    return old
+
+
+def export(model: keras.Model, export_dir, name: str, keras_file: bool = True, keep: int = KEEP) -> Exported:
+    """Export `model` as a new version `export_dir/name/<N>/` (and `export_dir/name.keras`), atomically."""
+    model_dir = Path(export_dir) / name
+    if (model_dir / "saved_model.pb").is_file():
+        # An export from before versioning: moved once, to version 1 (two renames, a moment apart).
+        legacy = Path(tempfile.mkdtemp(prefix=f".{name}.legacy-", dir=model_dir.parent))
+        os.rename(model_dir, legacy / "1")
+        os.rename(legacy, model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".export-", dir=model_dir))
+    keras_path = model_dir.parent / f"{name}.keras"
+    staged_keras = model_dir / f"{work.name}.keras"
     try:
-        _export_saved_model(model, work / "saved_model")
+        _export_saved_model(model, work)
         if keras_file:
-            model.save(work / "model.keras")
-        # Both complete: now swap them in. The .keras rename is atomic; the directory
-        # swap keeps the old SavedModel until the new one is in place.
-        _replace_dir(work / "saved_model", saved_model)
+            model.save(staged_keras)
+        version = _publish(work, model_dir)
         if keras_file:
-            os.replace(work / "model.keras", keras_path)
+            os.replace(staged_keras, keras_path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return Exported(saved_model=saved_model, keras_model=keras_path)
+        staged_keras.unlink(missing_ok=True)
+    prune(model_dir, keep)
+    return Exported(saved_model=model_dir / str(version), keras_model=keras_path if keras_file else None,
+                    version=version)
 
 
 def load_saved_model(path):
-    """Load a SavedModel with TensorFlow alone (no kerasdl code); a clear UsageError if it is not one."""
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"{path}: no such SavedModel directory; pass a directory from saved_models/")
-    if not (path / "saved_model.pb").is_file():
-        raise UsageError(f"{path}: not a SavedModel (no saved_model.pb inside); pass a directory from saved_models/")
+    """Load a SavedModel (or a model directory's newest version) with TensorFlow alone; UsageError if it is not one."""
+    path = resolve(path)
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as exc:  # TF raises several types for corrupt models
         raise UsageError(f"{path}: the SavedModel could not be loaded ({exc.__class__.__name__}); re-export it") from None
     if "serving_default" not in loaded.signatures:
-        raise UsageError(f"{path}: the SavedModel has no serving_default signature; export it with model.export()")
+        raise UsageError(f"{path}: the SavedModel has no serving_default signature; export it with kerasdl.artifacts.export")
     return loaded
 
 

@@ -1,10 +1,12 @@
 """Classify digits with an exported SavedModel, using TensorFlow only (no kerasdl model code).
 
-    python -m kerasdl.predict saved_models/cnn digit.png more.npy [--json]
+    python -m kerasdl.predict saved_models/cnn digit.png photo.jpg more.npy [--json]
 
-Inputs: PNG/JPEG images (grayscale 28x28; other sizes with --resize; a dark digit on a
-light background is inverted to MNIST's white on black) and .npy arrays of shape (28, 28)
-or (N, 28, 28), uint8 0..255 or floats in [0, 1].
+Images (PNG/JPEG/BMP/GIF, any size, grayscale, colour or with transparency) are normalised
+the way MNIST was made (`kerasdl.preprocess`: ink found, cropped, scaled into a 20x20 box,
+centred by centre of mass in 28x28). `--raw` skips that for 28x28 images that already are
+MNIST-like. .npy arrays of shape (28, 28) or (N, 28, 28), uint8 0..255 or floats in [0, 1],
+are taken as they are.
 """
 
 from __future__ import annotations
@@ -35,23 +37,11 @@ def _as_unit_float(pixels: np.ndarray, source: str) -> np.ndarray:
     return x / 255.0 if x.max() > 1.0 else x
 
 
-def read_image(path: Path, resize: bool) -> np.ndarray:
-    """One image file -> (28, 28) float32 in [0, 1], white digit on black."""
-    from PIL import Image, UnidentifiedImageError
+def read_image(path: Path, raw: bool = False) -> np.ndarray:
+    """One image file -> (28, 28) float32 in [0, 1], white digit on black, normalised unless `raw`."""
+    from kerasdl import preprocess
 
-    try:
-        with Image.open(path) as img:
-            gray = img.convert("L")
-            if gray.size != (28, 28):
-                if not resize:
-                    raise UsageError(f"{path}: image is {gray.size[0]}x{gray.size[1]}, expected 28x28; "
-                                     "pass --resize to scale it")
-                gray = gray.resize((28, 28), Image.LANCZOS)
-            x = np.asarray(gray, dtype="float32") / 255.0
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UsageError(f"{path}: not a readable image ({exc.__class__.__name__}); pass a PNG or JPEG") from None
-    border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
-    return 1.0 - x if border.mean() > 0.5 else x  # light background: invert to MNIST's polarity
+    return preprocess.load_raw(path) if raw else preprocess.load(path)
 
 
 def read_array(path: Path) -> np.ndarray:
@@ -67,7 +57,7 @@ def read_array(path: Path) -> np.ndarray:
     return _as_unit_float(pixels, str(path))
 
 
-def read_inputs(paths: list[Path], resize: bool = False) -> tuple[list[str], np.ndarray]:
+def read_inputs(paths: list[Path], raw: bool = False) -> tuple[list[str], np.ndarray]:
     """All inputs as one (N, 28, 28) batch, with a label per image for the output lines."""
     labels, images = [], []
     for path in paths:
@@ -79,7 +69,7 @@ def read_inputs(paths: list[Path], resize: bool = False) -> tuple[list[str], np.
             images.append(batch)
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             labels.append(str(path))
-            images.append(read_image(path, resize)[None])
+            images.append(read_image(path, raw)[None])
         else:
             raise UsageError(f"{path}: unsupported file type {path.suffix or '(none)'}; pass .png, .jpg or .npy")
     return labels, np.concatenate(images)
@@ -103,18 +93,30 @@ def predict(saved_model, images: np.ndarray) -> np.ndarray:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kerasdl.predict",
                                 description="Classify digit images with an exported SavedModel (TensorFlow only).")
-    p.add_argument("saved_model", type=Path, help="a SavedModel directory, e.g. saved_models/cnn")
-    p.add_argument("inputs", type=Path, nargs="+", help="PNG/JPEG images or .npy arrays of shape (28,28) or (N,28,28)")
-    p.add_argument("--resize", action="store_true", help="scale images that are not 28x28 to 28x28")
-    p.add_argument("--json", action="store_true", help="print one JSON list instead of text lines")
+    p.add_argument("saved_model", type=Path,
+                   help="an exported model, e.g. saved_models/cnn (its newest version) or saved_models/cnn/3")
+    p.add_argument("inputs", type=Path, nargs="+",
+                   help="images of a digit (PNG/JPEG/BMP/GIF, any size) or .npy arrays of shape (28,28) or (N,28,28)")
+    p.add_argument("--raw", action="store_true",
+                   help="take 28x28 images as they are (only inverted if dark on light), without MNIST's normalisation")
+    p.add_argument("--resize", action="store_true",
+                   help="deprecated and ignored: every image is now normalised the MNIST way, whatever its size")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON list: per input its digit, probability and all ten probabilities")
     return p
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    labels, images = read_inputs(args.inputs, args.resize)
+    if args.resize:
+        print("python -m kerasdl.predict: --resize is deprecated and has no effect: images of any size are "
+              "normalised the MNIST way (use --raw to skip that)", file=sys.stderr)
+    if args.raw and args.resize:
+        raise UsageError("--raw and --resize contradict each other; pass one of them")
+    labels, images = read_inputs(args.inputs, args.raw)
     probs = predict(args.saved_model, images)
-    rows = [{"input": label, "digit": int(p.argmax()), "probability": round(float(p.max()), 4)}
+    rows = [{"input": label, "digit": int(p.argmax()), "probability": round(float(p.max()), 4),
+             "probabilities": [round(float(v), 4) for v in p]}
             for label, p in zip(labels, probs)]
     if args.json:
         print(json.dumps(rows))
