@@ -347,9 +347,16 @@ def classify(servables: dict, image: bytes) -> dict:
         probs = next(iter(fn(**{key: x.astype("float32")}).values())).numpy()[0]
         answers[name] = {"version": str(servable.version), "digit": int(probs.argmax()),
                          "probabilities": [round(float(p), 5) for p in probs]}
+    latent = {"encoder": None}
+    if "encoder" in servables:
+        fn = servables["encoder"].signature(None)
+        key = next(iter(_input_specs(fn)))
+        code = next(iter(fn(**{key: digit.reshape(1, 784)}).values())).numpy()[0]
+        latent["encoder"] = [round(float(v), 4) for v in code]
     return {
         "image": np.round(digit, 4).tolist(),
         "classifiers": answers,
+        "latent": latent,
         "missing": {name: EXPORT_COMMANDS[name] for name in CLASSIFIERS if name not in servables},
         "milliseconds": round((time.perf_counter() - start) * 1000, 1),
     }

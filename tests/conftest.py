@@ -64,3 +64,90 @@ def last_json(stdout: str) -> dict:
     lines = [line for line in stdout.splitlines() if line.strip()]
     assert lines, "no stdout"
     return json.loads(lines[-1])
+
+
+def train_small_models(export_dir: Path, mnist_path: Path, names=("linear", "mlp", "cnn", "autoencoder")) -> Path:
+    """Classifiers and a 2-D autoencoder trained for seconds on real MNIST slices, exported the
+    kerasdl way (versioned SavedModels); good enough to read most test digits."""
+    import keras
+
+    from kerasdl import artifacts, models
+
+    raw = np.load(mnist_path)
+    x = raw["x_train"][:6000].astype("float32") / 255.0
+    y = raw["y_train"][:6000]
+    keras.utils.set_random_seed(0)
+    for name in names:
+        if name == "autoencoder":
+            auto = models.autoencoder("deep")
+            auto.compile(optimizer=keras.optimizers.Adam(2e-3), loss="binary_crossentropy")
+            auto.fit(x.reshape(-1, 784), x.reshape(-1, 784), epochs=4, batch_size=128, verbose=0)
+            for part in ("encoder", "decoder"):
+                artifacts.export(auto.get_layer(part), export_dir, part, keras_file=False)
+            continue
+        model = models.compile_classifier(models.build(name, **({"shift": 0} if name == "cnn" else {})), lr=2e-3)
+        inputs = x[..., None] if name == "cnn" else x.reshape(-1, 784)
+        model.fit(inputs, y, epochs=2 if name == "cnn" else 3, batch_size=64, verbose=0)
+        artifacts.export(model, export_dir, name, keras_file=False)
+    return export_dir
+
+
+@pytest.fixture(scope="session")
+def small_models(tmp_path_factory, real_mnist) -> Path:
+    """saved_models-like directory with linear, mlp, cnn, encoder and decoder (trained once per session)."""
+    return train_small_models(tmp_path_factory.mktemp("saved_models"), real_mnist)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`python -m kerasdl.serve` in a subprocess on a free port; `url` once it answers."""
+
+    def __init__(self, models_dir: Path, *extra: str):
+        import time
+        import urllib.request
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(Path(models_dir).parent / f"server-{self.port}.log", "w+")
+        self.proc = subprocess.Popen([sys.executable, "-m", "kerasdl.serve", "--models", str(models_dir),
+                                      "--port", str(self.port), *extra], cwd=ROOT, stdout=self.log,
+                                     stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}: {self.output()[-3000:]}")
+            try:
+                urllib.request.urlopen(self.url + "/", timeout=1).read()
+                return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("server did not start within 120 s")
+
+    def output(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return Path(self.log.name).read_text()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def server(small_models):
+    """One server over the small models for the whole session."""
+    proc = ServerProcess(small_models)
+    yield proc
+    proc.stop()

@@ -76,6 +76,7 @@ def test_failed_export_keeps_the_previous_model(tmp_path, trained_linear, monkey
     np.testing.assert_array_equal(before, after)
     assert first.keras_model.read_bytes() == keras_bytes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["linear", "linear.keras"]
+    assert [p.name for p in (tmp_path / "linear").iterdir()] == ["1"], "a failed export left a version or temp dir"
 
 
 def test_loading_a_directory_that_is_not_a_saved_model_is_a_usage_error(tmp_path):
@@ -83,3 +84,56 @@ def test_loading_a_directory_that_is_not_a_saved_model_is_a_usage_error(tmp_path
         artifacts.load_saved_model(tmp_path)
     with pytest.raises(UsageError, match="no such SavedModel"):
         artifacts.load_saved_model(tmp_path / "missing")
+
+
+def test_versions_are_numbered_pruned_and_readers_take_the_newest(tmp_path, trained_linear):
+    """TF Serving's layout: name/1, name/2, ...; the newest 3 are kept; name/ resolves to the newest."""
+    x = np.random.default_rng(3).random((2, 784), dtype="float32")
+    outs = [artifacts.export(trained_linear, tmp_path, "linear", keep=3) for _ in range(5)]
+    assert [o.version for o in outs] == [1, 2, 3, 4, 5]
+    assert artifacts.versions(tmp_path / "linear") == [3, 4, 5]
+    assert sorted(p.name for p in (tmp_path / "linear").iterdir()) == ["3", "4", "5"]
+    assert artifacts.resolve(tmp_path / "linear") == tmp_path / "linear" / "5"
+    assert artifacts.resolve(tmp_path / "linear" / "4") == tmp_path / "linear" / "4"
+    loaded = artifacts.load_saved_model(tmp_path / "linear")
+    np.testing.assert_allclose(artifacts.serve(loaded, x).numpy(), trained_linear.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_an_unversioned_export_becomes_version_1(tmp_path, trained_linear):
+    legacy = tmp_path / "linear"
+    artifacts._export_saved_model(trained_linear, legacy)  # the layout before versioning
+    assert artifacts.resolve(legacy) == legacy
+    out = artifacts.export(trained_linear, tmp_path, "linear")
+    assert out.version == 2 and artifacts.versions(legacy) == [1, 2]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_reader_polling_during_re_exports_always_loads_a_complete_model(tmp_path, trained_linear):
+    """While versions are written and pruned, every load of name/ (newest version) succeeds."""
+    import threading
+
+    import tensorflow as tf
+
+    artifacts.export(trained_linear, tmp_path, "linear")
+    done, loads, failures = threading.Event(), [], []
+
+    def poll():
+        while not done.is_set():
+            try:
+                path = artifacts.resolve(tmp_path / "linear")
+                loaded = tf.saved_model.load(str(path))
+                loaded.serve(tf.zeros((1, 784)))
+                loads.append(path.name)
+            except Exception as exc:  # noqa: BLE001 - any other failure is what this test looks for
+                failures.append(repr(exc))
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        for _ in range(4):  # versions 2..5; 1 and 2 are pruned (keep=3) while the reader reads newer ones
+            artifacts.export(trained_linear, tmp_path, "linear")
+    finally:
+        done.set()
+        reader.join(60)
+    assert not failures, failures[:3]
+    assert len(loads) >= 3 and len(set(loads)) >= 2, loads

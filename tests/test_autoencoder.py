@@ -53,5 +53,5 @@ def test_exported_encoder_alone_reproduces_the_codes(short_run, real_mnist):
     np.testing.assert_allclose(artifacts.serve(decoder, codes).numpy(), artifacts.serve(full, x).numpy(),
                                rtol=1e-4, atol=1e-5)
     import keras
-    keras_encoder = keras.models.load_model(Path(paths["encoder"]).with_suffix(".keras"))
+    keras_encoder = keras.models.load_model(Path(paths["encoder"]).parent.with_suffix(".keras"))
     np.testing.assert_allclose(keras_encoder.predict(x, verbose=0), codes, rtol=1e-4, atol=1e-5)

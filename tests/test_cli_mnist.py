@@ -62,7 +62,8 @@ def test_predict_inverts_a_png_with_a_light_background(trained, real_mnist, tmp_
     digit = np.load(real_mnist)["x_test"][0]
     Image.fromarray(255 - digit).save(tmp_path / "paper.png")  # dark 7 on white paper
     np.save(tmp_path / "mnist.npy", digit)  # the same 7 as MNIST stores it
-    proc = run_module("kerasdl.predict", summary["saved_model"], tmp_path / "paper.png", tmp_path / "mnist.npy")
+    proc = run_module("kerasdl.predict", summary["saved_model"], tmp_path / "paper.png", tmp_path / "mnist.npy",
+                      "--raw")
     assert proc.returncode == 0, proc.stderr[-2000:]
     (png, png_digit, png_prob), (npy, npy_digit, npy_prob) = (line.split() for line in proc.stdout.splitlines()[-2:])
     assert png.endswith("paper.png") and npy.endswith("mnist.npy")
