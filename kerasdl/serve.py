@@ -12,7 +12,8 @@ A client written for TensorFlow Serving works against it unchanged:
 Errors are `{"error": "<one line>"}` with 400, 404 or 413, as TensorFlow Serving gives them.
 For people rather than programs, `POST /v1/digits:classify` takes an image (PNG/JPEG bytes),
 normalises it the MNIST way (`kerasdl.preprocess`) and answers every classifier's ten
-probabilities; `/` is a page to draw a digit on (kerasdl/web/).
+probabilities and the encoder's 2-D code; `GET /v1/digits/latent` gives the test digits' codes
+on the autoencoder's and PCA's planes; `/` is a page to draw a digit on (kerasdl/web/).
 
 Each model's newest version is loaded once at start with `tf.saved_model.load` (TensorFlow
 Serving's default "latest" policy) and run in a worker thread, off the event loop.
@@ -39,6 +40,7 @@ from kerasdl.errors import UsageError, positive, run_cli
 log = logging.getLogger("kerasdl.serve")
 
 MAX_BODY = 4 * 1024 * 1024  # bytes; larger requests get 413 before they are parsed
+LATENT_POINTS = 2000  # test digits shown on the page's latent planes
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # model names: never a path
 ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?P<tail>/metadata|:predict)?$")
 CLASSIFIERS = ("linear", "mlp", "cnn")
@@ -362,6 +364,36 @@ def classify(servables: dict, image: bytes) -> dict:
     }
 
 
+def latent_plane(servables: dict, points: int = LATENT_POINTS, seed: int = 0) -> dict:
+    """Section 2.6's planes for the page: `points` MNIST test digits' 2-D codes from the exported
+    encoder and from PCA(2) (fit on 10,000 training images), with PCA's mean and components so
+    the page can encode a drawing and decode any point of PCA's plane itself."""
+    from sklearn.decomposition import PCA
+
+    from kerasdl import data
+
+    try:
+        (x_train, _), (x_test, y_test) = data.load_mnist()
+    except UsageError as exc:
+        raise ApiError(503, f"the latent plane needs MNIST's test set: {exc}") from None
+    pick = np.random.default_rng(seed).choice(len(x_test), size=min(points, len(x_test)), replace=False)
+    x = x_test[pick].reshape(len(pick), 784).astype("float32") / 255.0
+    pca = PCA(n_components=2, random_state=seed).fit(x_train[:10000].reshape(-1, 784).astype("float32") / 255.0)
+    plane = {
+        "labels": y_test[pick].astype(int).tolist(),
+        "pca": {"codes": np.round(pca.transform(x), 3).tolist(), "mean": np.round(pca.mean_, 5).tolist(),
+                "components": np.round(pca.components_, 6).tolist()},
+        "autoencoder": None,
+        "missing": {part: EXPORT_COMMANDS[part] for part in ("encoder", "decoder") if part not in servables},
+    }
+    if "encoder" in servables:
+        fn = servables["encoder"].signature(None)
+        key = next(iter(_input_specs(fn)))
+        codes = np.concatenate([run_signature(fn, {key: x[i: i + 500]}).popitem()[1] for i in range(0, len(x), 500)])
+        plane["autoencoder"] = {"codes": np.round(codes, 3).tolist(), "version": str(servables["encoder"].version)}
+    return plane
+
+
 # ---- HTTP --------------------------------------------------------------------------------
 
 async def read_body(request, limit: int) -> bytes:
@@ -428,6 +460,21 @@ def create_app(servables: dict, max_body: int = MAX_BODY, batching: bool = True)
             raise ApiError(400, "empty body: send the image's bytes (PNG or JPEG)")
         return JSONResponse(await run_in_threadpool(classify, servables, image))
 
+    latent_cache: dict = {}
+    latent_lock = asyncio.Lock()
+
+    async def digits_latent(request):
+        async with latent_lock:  # computed once, on the first request, then served from memory
+            if "plane" not in latent_cache:
+                latent_cache["plane"] = await run_in_threadpool(latent_plane, servables)
+        return JSONResponse(latent_cache["plane"])
+
+    async def digits_models(request):
+        return JSONResponse({
+            "models": {name: str(s.version) for name, s in servables.items()},
+            "missing": {name: cmd for name, cmd in EXPORT_COMMANDS.items() if name not in servables},
+        })
+
     async def page(request):
         return FileResponse(web / "index.html", media_type="text/html")
 
@@ -440,6 +487,8 @@ def create_app(servables: dict, max_body: int = MAX_BODY, batching: bool = True)
     routes = [
         Route("/v1/models/{path:path}", models, methods=["GET", "POST"]),
         Route("/v1/digits:classify", digits_classify, methods=["POST"]),
+        Route("/v1/digits/latent", digits_latent, methods=["GET"]),
+        Route("/v1/digits/models", digits_models, methods=["GET"]),
         Route("/", page, methods=["GET"]),
         Route("/static/{name}", static, methods=["GET"]),
     ]
