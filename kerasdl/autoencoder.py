@@ -63,7 +63,7 @@ def train_autoencoder(arch: str, split, cfg: AutoencoderConfig):
 
     from kerasdl import data, models, training
 
-    def make():
+    def make(steps_per_epoch: int):  # constant learning rate: the step count is not needed
         model = models.autoencoder(arch)
         model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss="mse")
         return model
@@ -112,10 +112,11 @@ def run(cfg: AutoencoderConfig) -> dict:
         exported[arch] = {part: str(artifacts.export(m, export_dir, f"{part}{suffix}").saved_model)
                           for part, m in (("autoencoder", model), ("encoder", encoder), ("decoder", decoder))}
 
-    latent_png = plots.latent_scatter({name: codes[key] for key, name in
-                                       (("deep", "deep autoencoder"), ("shallow", "shallow autoencoder"), ("pca", "PCA(2)"))
-                                       if key in codes}, y_test, run_dir / "latent.png")
-    recon_png = plots.digit_rows({"original": x_test[:10], **reconstructions}, run_dir / "reconstructions.png")
+    latent_png, recon_png = run_dir / "latent.png", run_dir / "reconstructions.png"
+    plots.latent_scatter({name: codes[key] for key, name in
+                          (("deep", "deep autoencoder"), ("shallow", "shallow autoencoder"), ("pca", "PCA(2)"))
+                          if key in codes}, y_test, latent_png)
+    plots.digit_rows({"original": x_test[:10], **reconstructions}, recon_png)
     table = run_dir / "table.md"
     table.write_text(markdown_table(methods))
     ratio = {arch: methods[arch]["reconstruction_mse"] / methods["pca"]["reconstruction_mse"] for arch in cfg.archs}

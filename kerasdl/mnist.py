@@ -65,13 +65,14 @@ def config_for(model: str, **overrides) -> MnistConfig:
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def make_model_fn(cfg: MnistConfig, steps_per_epoch: int):
-    """A zero-argument builder of the compiled classifier (training.fit calls it inside its scope)."""
+def make_model_fn(cfg: MnistConfig):
+    """The builder of the compiled classifier that training.fit calls inside its strategy's scope,
+    with the optimizer steps per epoch at the global batch (the cosine decay spans the whole run)."""
     from kerasdl import models
 
     hp = dict(hidden_layers=cfg.hidden_layers, units=cfg.units, activation=cfg.activation) if cfg.model == "mlp" else {}
 
-    def make():
+    def make(steps_per_epoch: int):
         lr = models.learning_rate(cfg.lr, cfg.schedule, decay_steps=cfg.epochs * steps_per_epoch)
         return models.compile_classifier(models.build(cfg.model, **hp), cfg.optimizer, lr, cfg.momentum,
                                          jit_compile=cfg.jit_compile)
@@ -101,12 +102,11 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
 
     from kerasdl import artifacts, training
 
-    steps = -(-len(split.x_train) // cfg.batch_size)
     fit_cfg = training.FitConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, restart=cfg.restart,
         distribute=cfg.distribute, verbose=verbose, title=f"{cfg.run_name} on MNIST",
     )
-    result = training.fit(make_model_fn(cfg, steps), split, run_dir, fit_cfg)
+    result = training.fit(make_model_fn(cfg), split, run_dir, fit_cfg)
     test_loss, test_accuracy = result.model.evaluate(split.x_test, split.y_test, batch_size=1000, verbose=0)
     exported = artifacts.export(result.model, export_dir, cfg.run_name) if chief else None
     summary = {

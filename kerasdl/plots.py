@@ -1,6 +1,8 @@
-"""Matplotlib figures (Agg backend, no display), one function per kind of figure.
+"""Matplotlib figures, one function per kind of figure.
 
-Every function writes a PNG to `path` atomically and returns the path.
+Every function draws on its own `matplotlib.figure.Figure` (never pyplot's global state, and
+importing this module changes no backend), writes a PNG to `path` atomically and returns the
+Figure, so a notebook shows it inline and a command-line run just has the file.
 """
 
 from __future__ import annotations
@@ -9,29 +11,33 @@ import os
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
 
 
-def save(fig, path) -> Path:
-    """Write `fig` to `path` via a temporary sibling, so a crash never leaves half a PNG."""
+def figure(rows: int = 1, cols: int = 1, figsize=(6, 4), **subplots) -> tuple[Figure, np.ndarray]:
+    """A standalone Figure (no pyplot) and its rows x cols axes as a 2-D array."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, squeeze=False, **subplots)
+
+
+def save(fig: Figure, path) -> Figure:
+    """Write `fig` to `path` via a temporary sibling, so a crash never leaves half a PNG; return `fig`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     os.replace(tmp, path)
-    return path
+    return fig
 
 
-def history(rows: list[dict], path, title: str = "") -> Path:
+def history(rows: list[dict], path, title: str = "") -> Figure:
     """Loss and (if recorded) accuracy vs epoch, one line per split (train / val / test)."""
     metrics = ["loss"] + (["accuracy"] if rows and "accuracy" in rows[0] else [])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4), squeeze=False)
+    fig, axes = figure(1, len(metrics), figsize=(5.5 * len(metrics), 4))
     epochs = [r["epoch"] + 1 for r in rows]
     for ax, metric in zip(axes[0], metrics):
         for split, style in SPLIT_STYLE.items():
@@ -49,9 +55,9 @@ def history(rows: list[dict], path, title: str = "") -> Path:
 
 
 def curves(panels: dict[str, dict[str, list[float]]], path, xlabel: str, ylabel: str, title: str = "",
-           logy: bool = False) -> Path:
+           logy: bool = False) -> Figure:
     """One panel per entry of `panels`, each with several named curves (e.g. loss vs step per initialisation)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    fig, axes = figure(1, len(panels), figsize=(5.5 * len(panels), 4))
     for ax, (panel, series) in zip(axes[0], panels.items()):
         for name, ys in series.items():
             ax.plot(np.arange(1, len(ys) + 1), ys, label=name)
@@ -67,13 +73,13 @@ def curves(panels: dict[str, dict[str, list[float]]], path, xlabel: str, ylabel:
 
 
 def seed_bands(curves: dict[str, dict[str, list[list[float]]]], floors: dict[str, float], xs: list[int], path,
-               labels: dict[str, str] | None = None, ylabel: str = "test MSE") -> Path:
+               labels: dict[str, str] | None = None, ylabel: str = "test MSE") -> Figure:
     """A grid: one column per function, one row per model; median over seeds as a line, the
     min-max band over seeds shaded, the noise floor dashed. Columns share their y axis."""
     functions = list(curves)
     model_names = list(next(iter(curves.values())))
-    fig, axes = plt.subplots(len(model_names), len(functions), figsize=(4.2 * len(functions), 3.2 * len(model_names)),
-                             squeeze=False, sharex=True, sharey="col")
+    fig, axes = figure(len(model_names), len(functions), figsize=(4.2 * len(functions), 3.2 * len(model_names)),
+                       sharex=True, sharey="col")
     for col, fn in enumerate(functions):
         for row, model in enumerate(model_names):
             ax = axes[row][col]
@@ -94,9 +100,9 @@ def seed_bands(curves: dict[str, dict[str, list[list[float]]]], floors: dict[str
     return save(fig, path)
 
 
-def functions(xs: np.ndarray, series: dict[str, np.ndarray], path, title: str = "") -> Path:
+def functions(xs: np.ndarray, series: dict[str, np.ndarray], path, title: str = "") -> Figure:
     """Plain y(x) curves on one axis, dashed for names that end in '(identity)'."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ((ax,),) = figure(figsize=(6, 4))
     for name, ys in series.items():
         ax.plot(xs, ys, "--" if name.endswith("(identity)") else "-", label=name)
     ax.set_xlabel("x")
@@ -106,10 +112,10 @@ def functions(xs: np.ndarray, series: dict[str, np.ndarray], path, title: str = 
     return save(fig, path)
 
 
-def latent_scatter(codes: dict[str, np.ndarray], labels: np.ndarray, path) -> Path:
+def latent_scatter(codes: dict[str, np.ndarray], labels: np.ndarray, path) -> Figure:
     """2-D codes side by side, one panel per method, coloured by digit with one legend."""
-    fig, axes = plt.subplots(1, len(codes), figsize=(5 * len(codes), 4.6), squeeze=False)
-    cmap = plt.get_cmap("tab10")
+    fig, axes = figure(1, len(codes), figsize=(5 * len(codes), 4.6))
+    cmap = matplotlib.colormaps["tab10"]
     for ax, (name, z) in zip(axes[0], codes.items()):
         for digit in range(10):
             pts = z[labels == digit]
@@ -117,16 +123,16 @@ def latent_scatter(codes: dict[str, np.ndarray], labels: np.ndarray, path) -> Pa
         ax.set_title(name)
         ax.set_xlabel("code 1")
         ax.set_ylabel("code 2")
-    handles = [plt.Line2D([], [], marker="o", linestyle="", color=cmap(d), label=str(d)) for d in range(10)]
+    handles = [Line2D([], [], marker="o", linestyle="", color=cmap(d), label=str(d)) for d in range(10)]
     fig.legend(handles=handles, title="digit", loc="center right")
     fig.subplots_adjust(right=0.92)
     return save(fig, path)
 
 
-def digit_rows(rows: dict[str, np.ndarray], path) -> Path:
+def digit_rows(rows: dict[str, np.ndarray], path) -> Figure:
     """A grid of 28x28 images: one row per name (e.g. originals, then each method's reconstructions)."""
     n = max(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n + 1.5, 1.2 * len(rows)), squeeze=False)
+    fig, axes = figure(len(rows), n, figsize=(1.1 * n + 1.5, 1.2 * len(rows)))
     for r, (name, images) in enumerate(rows.items()):
         for c in range(n):
             ax = axes[r][c]

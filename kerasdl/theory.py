@@ -87,7 +87,7 @@ def zero_init_run(kind: str, init: str, split, loss_fn, make, cfg: TheoryConfig,
     fit_cfg = training.FitConfig(epochs=cfg.steps, batch_size=len(split.x_train), seed=cfg.seed, restart=True,
                                  test_curve=False, tensorboard=False, backup=False, verbose=0,
                                  title=f"{kind}, {init} initialisation")
-    result = training.fit(lambda: make(init), split, run_dir / f"{kind}_{init}", fit_cfg)
+    result = training.fit(lambda steps_per_epoch: make(init), split, run_dir / f"{kind}_{init}", fit_cfg)
     after = _snapshot(result.model)
     tensors = {
         name: {
@@ -134,15 +134,15 @@ def run(cfg: TheoryConfig) -> dict:
     run_dir = writable_dir(cfg.run_dir, "--run-dir")
     sig = sigmoid_derivative_check()
     c = sig.pop("curves")
-    sigmoid_png = plots.functions(c["x"], {"s(x)": c["s"], "s'(x) by autodiff": c["autodiff"],
-                                           "s(x)(1 - s(x)) (identity)": c["identity"]},
-                                  run_dir / "sigmoid.png", title="sigmoid and its derivative")
+    sigmoid_png, loss_png = run_dir / "sigmoid.png", run_dir / "init_loss.png"
+    plots.functions(c["x"], {"s(x)": c["s"], "s'(x) by autodiff": c["autodiff"],
+                             "s(x)(1 - s(x)) (identity)": c["identity"]},
+                    sigmoid_png, title="sigmoid and its derivative")
     inits = zero_init_experiments(cfg)
     titles = {"toy_cnn": "toy convnet on max(x), squared loss",
               "mlp": f"ReLU MLP ({cfg.mlp_units} units) on {cfg.mlp_images} MNIST images"}
-    loss_png = plots.curves({titles[kind]: {init: r["curve"] for init, r in runs.items()} for kind, runs in inits.items()},
-                            run_dir / "init_loss.png", "full-batch step", "training loss",
-                            title="zero vs Glorot vs He initialisation", logy=True)
+    plots.curves({titles[kind]: {init: r["curve"] for init, r in runs.items()} for kind, runs in inits.items()},
+                 loss_png, "full-batch step", "training loss", title="zero vs Glorot vs He initialisation", logy=True)
     summary = {
         "section": "1",
         "config": config_json(cfg),

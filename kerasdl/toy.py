@@ -56,7 +56,7 @@ def train_keras(model_name: str, toy, seed: int, cfg: ToyConfig, run_dir: Path) 
     """One Keras toy model on one function and seed, through the shared fit path."""
     from kerasdl import models, training
 
-    make = lambda: models.compile_regressor(models.build(model_name, l2=cfg.l2), lr=cfg.lr)  # noqa: E731
+    make = lambda steps_per_epoch: models.compile_regressor(models.build(model_name, l2=cfg.l2), lr=cfg.lr)  # noqa: E731
     fit_cfg = training.FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed, restart=True,
                                  tensorboard=False, backup=False, verbose=0, title=f"{model_name} seed {seed}")
     result = training.fit(make, toy.split, run_dir, fit_cfg)
@@ -153,10 +153,11 @@ def run(cfg: ToyConfig) -> dict:
     grads = gradient_check(cfg)
     numpy_f1 = numpy_training(cfg) if "f1" in cfg.functions else None
     iterations = [(e + 1) * cfg.steps_per_epoch for e in range(cfg.epochs)]
-    figure = plots.seed_bands(
+    figure = run_dir / "toy_curves.png"
+    plots.seed_bands(
         {fn: {m: r[m]["curves"] for m in MODELS} for fn, r in results.items()},
         {fn: r["noise_floor"] for fn, r in results.items()},
-        iterations, run_dir / "toy_curves.png",
+        iterations, figure,
         labels={"toy_linear": "linear", "toy_cnn": "convnet"},
     )
     table = run_dir / "table.md"

@@ -1,6 +1,6 @@
 """The one fit path every section uses.
 
-    fit(make_model, data, run_dir, FitConfig(...)) -> FitResult
+    fit(make_model, data, run_dir, FitConfig(...)) -> FitResult    (make_model(steps_per_epoch) -> compiled model)
 
 `fit` seeds everything, builds the model (inside the tf.distribute strategy's scope), owns
 the callbacks (BackupAndRestore, TensorBoard, TerminateOnNaN, the per-epoch recorder that
@@ -150,20 +150,23 @@ def write_history(rows: list[dict], path: Path) -> None:
 class EpochRecorder(keras.callbacks.Callback):
     """Adds test loss/metrics to each epoch's logs and rewrites history.csv after every epoch.
 
-    Placed after BackupAndRestore, so on a resumed run it keeps the rows of the epochs
-    already finished and drops any written after the last backup: each epoch appears once.
+    Placed before BackupAndRestore, so an epoch's row is on disk before its backup is taken:
+    a crash between the two resumes at that epoch again (its row is dropped and rewritten),
+    and no crash can leave a backed-up epoch without a row. The first epoch begun is where
+    the run (re)starts; rows from it on belong to a run that did not finish, and are dropped.
     """
 
     def __init__(self, csv_path: Path, test: tuple[np.ndarray, np.ndarray] | None, batch_size: int):
         super().__init__()
         self.csv_path, self.test, self.batch_size = csv_path, test, batch_size
         self.rows: list[dict] = []
-        self.initial_epoch = 0
+        self.initial_epoch: int | None = None
         self.test_seconds = 0.0
 
-    def on_train_begin(self, logs=None):
-        self.initial_epoch = getattr(self.model, "_initial_epoch", None) or 0
-        self.rows = [r for r in read_history(self.csv_path) if r["epoch"] < self.initial_epoch]
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.initial_epoch is None:  # after every on_train_begin, BackupAndRestore's restore included
+            self.initial_epoch = epoch
+            self.rows = [r for r in read_history(self.csv_path) if r["epoch"] < epoch]
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -204,13 +207,15 @@ def _diverged(rows: list[dict]) -> bool:
     return any(not math.isfinite(r.get("loss", 0.0)) for r in rows)
 
 
-def fit(make_model: Callable[[], keras.Model], data: Split, run_dir, config: FitConfig,
+def fit(make_model: Callable[[int], keras.Model], data: Split, run_dir, config: FitConfig,
         callbacks: list[keras.callbacks.Callback] | None = None) -> FitResult:
     """Seed, build (in strategy scope), train with the shared callbacks, write history.csv/png.
 
-    `make_model()` returns a compiled model; it is called here so that seeding and the
-    distribution strategy's scope come first. `callbacks` are appended to the shared ones
-    (Keras Tuner passes its own this way).
+    `make_model(steps_per_epoch)` returns a compiled model; it is called here so that seeding
+    and the distribution strategy's scope come first, and told how many optimizer steps make
+    one epoch at the global batch (all replicas together), so learning-rate schedules are
+    sized right under any strategy. `callbacks` are appended to the shared ones (Keras Tuner
+    passes its own this way).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -223,28 +228,30 @@ def fit(make_model: Callable[[], keras.Model], data: Split, run_dir, config: Fit
 
     seed_everything(config.seed)
     strategy = strategy_for(config.distribute)
+    global_batch = config.batch_size * strategy.num_replicas_in_sync
+    steps = math.ceil(len(data.x_train) / global_batch)  # optimizer steps per epoch, all replicas together
     with strategy.scope():
-        model = make_model()
+        model = make_model(steps)
     if not model.built:
         model.build((None, *data.input_shape))
 
     test = (data.x_test, data.y_test) if config.test_curve and data.x_test is not None else None
     recorder = EpochRecorder(csv_path, test, config.batch_size)
-    shared = [keras.callbacks.BackupAndRestore(str(backup_dir))] if config.backup else []
-    shared.append(recorder)
+    shared = [recorder]  # first: the epoch's row is written before BackupAndRestore marks the epoch done
+    if config.backup:
+        shared.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
     if config.terminate_on_nan:
         shared.append(keras.callbacks.TerminateOnNaN())
     if config.tensorboard:
         shared.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
 
-    global_batch = config.batch_size * strategy.num_replicas_in_sync
     validation = (data.x_val, data.y_val) if data.x_val is not None and len(data.x_val) else None
     multiworker = config.distribute == "multiworker"
     if multiworker:  # arrays: Keras shards them across the workers itself
         _prepare_multiworker(model, strategy, data)
         inputs = dict(x=data.x_train, y=data.y_train, batch_size=global_batch)
     else:
-        batches, steps = train_batches(data.x_train, data.y_train, global_batch, config.seed)
+        batches, _ = train_batches(data.x_train, data.y_train, global_batch, config.seed)
         inputs = dict(x=batches, steps_per_epoch=steps, shuffle=False)  # the dataset shuffles itself
     start = time.perf_counter()
     with strategy.scope() if multiworker else contextlib.nullcontext():
@@ -262,6 +269,6 @@ def fit(make_model: Callable[[], keras.Model], data: Split, run_dir, config: Fit
     return FitResult(
         model=model, history=rows, train_seconds=train_seconds, history_csv=csv_path,
         history_plot=png_path, run_dir=run_dir, diverged=_diverged(rows),
-        resumed_from_epoch=recorder.initial_epoch, keras_history=keras_history,
+        resumed_from_epoch=recorder.initial_epoch or 0, keras_history=keras_history,
         replicas=strategy.num_replicas_in_sync,
     )

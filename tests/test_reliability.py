@@ -178,20 +178,33 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from kerasdl import mnist
+from kerasdl import mnist, training
+fit = training.fit
+def fit_and_report_lr(*args, **kwargs):
+    result = fit(*args, **kwargs)
+    opt = result.model.optimizer
+    print(json.dumps({"final_lr": float(opt.learning_rate), "iterations": int(opt.iterations.value.numpy())}))
+    return result
+training.fit = fit_and_report_lr
 print(json.dumps(mnist.train(mnist.config_for("mlp", **json.loads(sys.argv[1])), verbose=0)))
 """
 
 
 def test_mirrored_strategy_over_two_logical_cpus(real_mnist, tmp_path):
-    overrides = dict(limit=2000, epochs=2, units=64, distribute="mirrored", run_dir=str(tmp_path / "run"),
-                     export_dir=str(tmp_path / "models"))
+    overrides = dict(limit=2000, epochs=2, units=64, distribute="mirrored", schedule="cosine", lr=1e-3,
+                     run_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "models"))
     proc = subprocess.run([sys.executable, "-c", MIRRORED_ON_TWO_CPUS, json.dumps(overrides)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = last_json(proc.stdout)
     assert summary["replicas"] == 2
     assert summary["test_accuracy"] > 0.5  # measured 0.633: 2 epochs of 7 steps at global batch 256
+    # The cosine decay spans the run's real step count (1,800 images at global batch 256: 8
+    # steps an epoch), so the last step's rate is the schedule's final value, 1% of the peak;
+    # sized with the per-replica batch (15 steps an epoch) it would still be about half the peak.
+    lr = json.loads(proc.stdout.strip().splitlines()[-2])
+    assert summary["train_images"] == 1800 and lr["iterations"] == 2 * 8
+    assert lr["final_lr"] == pytest.approx(1e-5, rel=1e-3)
     assert Path(summary["saved_model"], "saved_model.pb").is_file()
 
 

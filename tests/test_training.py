@@ -9,7 +9,7 @@ import pytest
 from kerasdl import data, models, plots, training
 
 
-def make_linear():
+def make_linear(steps_per_epoch: int):
     return models.compile_classifier(models.linear(), lr=1e-2)
 
 
@@ -37,7 +37,7 @@ def test_same_seed_same_history(fake_mnist, tmp_path):
 
 def test_diverging_run_is_flagged_and_stopped(fake_mnist, tmp_path):
     split = data.mnist_split("flat", validation_size=100)
-    make = lambda: models.compile_classifier(models.mlp(units=32), "sgd", lr=1e6)  # noqa: E731
+    make = lambda steps_per_epoch: models.compile_classifier(models.mlp(units=32), "sgd", lr=1e6)  # noqa: E731
     result = training.fit(make, split, tmp_path / "nan", training.FitConfig(epochs=5, batch_size=32, verbose=0,
                                                                            terminate_on_nan=True, tensorboard=False))
     assert result.diverged
@@ -47,8 +47,62 @@ def test_diverging_run_is_flagged_and_stopped(fake_mnist, tmp_path):
 def test_history_plot_draws_one_line_per_split(tmp_path):
     rows = [{"epoch": e, "loss": 1.0 / (e + 1), "accuracy": 0.5 + e / 10, "val_loss": 1.1 / (e + 1),
              "val_accuracy": 0.5, "test_loss": 1.2 / (e + 1), "test_accuracy": 0.5} for e in range(3)]
-    path = plots.history(rows, tmp_path / "h.png", title="t")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = plots.history(rows, tmp_path / "h.png", title="t")
+    assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    loss_ax, acc_ax = fig.axes
+    for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        assert set(lines) == {"train", "val", "test"}
+        for split, line in lines.items():
+            key = metric if split == "train" else f"{split}_{metric}"
+            assert list(line.get_xdata()) == [1, 2, 3] and list(line.get_ydata()) == [r[key] for r in rows]
+
+
+def test_a_resumed_run_lists_every_epoch_once_whatever_the_crash_window(fake_mnist, tmp_path):
+    """Kill the process inside the recorder at epoch 2, before or after it writes its row (the
+    backup is taken after the row): the resumed run's history.csv has epochs 0..3, each once."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    script = """
+import os, sys
+from kerasdl import data, models, training
+when, run_dir = sys.argv[1], sys.argv[2]
+write = training.write_history
+def crash(rows, path):
+    if when == "before" and rows[-1]["epoch"] == 2:
+        os._exit(9)
+    write(rows, path)
+    if when == "after" and rows[-1]["epoch"] == 2:
+        os._exit(9)
+if when != "resume":
+    training.write_history = crash
+split = data.mnist_split("flat", validation_size=100)
+make = lambda steps: models.compile_classifier(models.linear(), lr=1e-2)
+training.fit(make, split, run_dir, training.FitConfig(epochs=4, batch_size=64, verbose=0, tensorboard=False))
+"""
+    for when in ("before", "after"):
+        run_dir = tmp_path / when
+        crashed = subprocess.run([sys.executable, "-c", script, when, str(run_dir)], cwd=ROOT, capture_output=True)
+        assert crashed.returncode == 9, crashed.stderr[-2000:]
+        assert (run_dir / "backup").is_dir()
+        resumed = subprocess.run([sys.executable, "-c", script, "resume", str(run_dir)], cwd=ROOT, capture_output=True)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        epochs = [r["epoch"] for r in training.read_history(run_dir / "history.csv")]
+        assert epochs == [0, 1, 2, 3], (when, epochs)
+
+
+def test_importing_kerasdl_leaves_the_matplotlib_backend_alone():
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import kerasdl, kerasdl.plots, kerasdl.training, "
+            "tuning.figures; print(matplotlib.get_backend())")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "svg"
 
 
 def test_unknown_distribute_mode_is_rejected():

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from matplotlib.figure import Figure
 
-from kerasdl.plots import plt, save
+from kerasdl.plots import figure, save
 
 
-def curves_by_trial(curves: dict[str, list[dict]], path, title: str = "") -> Path:
+def curves_by_trial(curves: dict[str, list[dict]], path, title: str = "") -> Figure:
     """2x2: accuracy and loss vs epoch, train and test panels, one line per trial."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharex=True)
+    fig, axes = figure(2, 2, figsize=(11, 7.5), sharex=True)
     for col, split in enumerate(("train", "test")):
         for row, metric in enumerate(("accuracy", "loss")):
             ax = axes[row][col]
@@ -28,11 +28,11 @@ def curves_by_trial(curves: dict[str, list[dict]], path, title: str = "") -> Pat
     return save(fig, path)
 
 
-def depth_tradeoff(rows: list[dict], path) -> Path:
+def depth_tradeoff(rows: list[dict], path) -> Figure:
     """Test accuracy and seconds per epoch against the number of hidden layers."""
     rows = sorted(rows, key=lambda r: r["hyperparameters"]["hidden_layers"])
     depth = [r["hyperparameters"]["hidden_layers"] for r in rows]
-    fig, (acc_ax, time_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, ((acc_ax, time_ax),) = figure(1, 2, figsize=(10, 4))
     acc_ax.plot(depth, [r["final"]["test_accuracy"] for r in rows], "o-", label="final")
     acc_ax.plot(depth, [r["best"]["test_accuracy"] for r in rows], "s--", label="best epoch")
     acc_ax.set_xlabel("hidden layers")

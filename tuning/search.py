@@ -83,7 +83,8 @@ class MLPHyperModel(kt.HyperModel):
         fit_cfg = training.FitConfig(epochs=epochs, batch_size=batch_size, seed=self.cfg.seed,
                                      terminate_on_nan=True, tensorboard=False, verbose=0,
                                      title=f"MLP, {trial_name(hp)}")
-        result = training.fit(lambda: model, split, run_dir, fit_cfg, callbacks=callbacks)
+        # Keras Tuner built (and compiled, at a constant rate) the model already: fit takes it as it is.
+        result = training.fit(lambda steps_per_epoch: model, split, run_dir, fit_cfg, callbacks=callbacks)
         epochs_run = len(result.history)
         record = {
             "hyperparameters": dict(hp.values),
@@ -163,10 +164,11 @@ def draw(cfg: SearchConfig, rows: list[dict]) -> dict[str, Path]:
 
     curves = {f"{cfg.hp_name}={r['hyperparameters'][cfg.hp_name]:g}": training.read_history(Path(r["history_csv"]))
               for r in sorted(rows, key=lambda r: r["hyperparameters"][cfg.hp_name])}
-    out = {"curves": figures.curves_by_trial(curves, cfg.directory / "curves.png",
-                                             title=f"MLP {cfg.hp_name} search ({cfg.optimizer})")}
+    out = {"curves": cfg.directory / "curves.png"}
+    figures.curves_by_trial(curves, out["curves"], title=f"MLP {cfg.hp_name} search ({cfg.optimizer})")
     if cfg.kind == "depth":
-        out["depth"] = figures.depth_tradeoff(rows, cfg.directory / "depth_tradeoff.png")
+        out["depth"] = cfg.directory / "depth_tradeoff.png"
+        figures.depth_tradeoff(rows, out["depth"])
     return out
 
 
