@@ -102,8 +102,13 @@ def prune(model_dir: Path, keep: int = KEEP) -> list[int]:
     return old
 
 
-def export(model: keras.Model, export_dir, name: str, keras_file: bool = True, keep: int = KEEP) -> Exported:
-    """Export `model` as a new version `export_dir/name/<N>/` (and `export_dir/name.keras`), atomically."""
+def export(model: keras.Model, export_dir, name: str, keras_file: bool = True, keep: int = KEEP,
+           card: dict | None = None) -> Exported:
+    """Export `model` as a new version `export_dir/name/<N>/` (and `export_dir/name.keras`), atomically.
+
+    `card` (what the model is, its training config and results) is written into the version
+    as model_card.json/.md before the version appears.
+    """
     model_dir = Path(export_dir) / name
     if (model_dir / "saved_model.pb").is_file():
         # An export from before versioning: moved once, to version 1 (two renames, a moment apart).
@@ -116,6 +121,10 @@ def export(model: keras.Model, export_dir, name: str, keras_file: bool = True, k
     staged_keras = model_dir / f"{work.name}.keras"
     try:
         _export_saved_model(model, work)
+        if card is not None:
+            from kerasdl import cards
+
+            cards.write(work, {"name": name, **card})
         if keras_file:
             model.save(staged_keras)
         version = _publish(work, model_dir)

@@ -109,8 +109,17 @@ def run(cfg: AutoencoderConfig) -> dict:
         }
         codes[arch], reconstructions[f"{arch} AE"] = test_codes, recon[:10]
         suffix = "" if arch == "deep" else f"_{arch}"
-        exported[arch] = {part: str(artifacts.export(m, export_dir, f"{part}{suffix}").saved_model)
-                          for part, m in (("autoencoder", model), ("encoder", encoder), ("decoder", decoder))}
+        card = {"data": {"dataset": "MNIST", "train_images": int(len(split.x_train)), "test_images": int(len(x_test))},
+                "training": config_json(cfg),
+                "results": {k: methods[arch][k] for k in ("reconstruction_mse", "knn_accuracy", "silhouette",
+                                                          "epochs", "train_seconds")},
+                "how_the_recipe_was_chosen": "The write-up's architecture and budget; nothing tuned on the test set."}
+        exported[arch] = {part: str(artifacts.export(m, export_dir, f"{part}{suffix}", card={
+                              "description": f"The {part} of the {arch} 784-2-784 autoencoder (section 2.6): {role}.",
+                              **card}).saved_model)
+                          for part, m, role in (("autoencoder", model, "784 pixels in, 784 reconstructed out"),
+                                                ("encoder", encoder, "784 pixels in, a 2-D code out"),
+                                                ("decoder", decoder, "a 2-D code in, 784 pixels out"))}
 
     latent_png, recon_png = run_dir / "latent.png", run_dir / "reconstructions.png"
     plots.latent_scatter({name: codes[key] for key, name in

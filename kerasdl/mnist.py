@@ -50,6 +50,11 @@ class MnistConfig:
 
 
 LAYOUT = {"linear": "flat", "mlp": "flat", "cnn": "image"}  # how each classifier takes its images
+DESCRIPTIONS = {
+    "linear": "Softmax regression on MNIST's 784 pixels (section 2.5.1).",
+    "mlp": "A dense ReLU network on MNIST's 784 pixels (section 2.5.2).",
+    "cnn": "A convnet with max-pooling and dropout on 28x28 MNIST images (section 2.5.3).",
+}
 
 # Per-model defaults, measured on the full data (README, "Results").
 DEFAULTS = {
@@ -100,7 +105,7 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
     # Bad data fails here, before TensorFlow is even imported.
     split = data.mnist_split(LAYOUT[cfg.model], limit=cfg.limit, validation_size=cfg.validation_size)
 
-    from kerasdl import artifacts, training
+    from kerasdl import artifacts, cards, training
 
     fit_cfg = training.FitConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, restart=cfg.restart,
@@ -108,7 +113,22 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
     )
     result = training.fit(make_model_fn(cfg), split, run_dir, fit_cfg)
     test_loss, test_accuracy = result.model.evaluate(split.x_test, split.y_test, batch_size=1000, verbose=0)
-    exported = artifacts.export(result.model, export_dir, cfg.run_name) if chief else None
+    card = {
+        "description": DESCRIPTIONS[cfg.model],
+        "data": {"dataset": "MNIST", "source": str(data.mnist_source() or "keras download"),
+                 "train_images": int(len(split.x_train)), "validation_images": int(len(split.x_val)),
+                 "test_images": int(len(split.x_test)),
+                 "split": "validation carved from the end of the training images, used for model selection; "
+                          "the test images are only evaluated"},
+        "training": config_json(cfg),
+        "results": {"test_accuracy": round(float(test_accuracy), 5), "test_loss": round(float(test_loss), 5),
+                    "epochs": cfg.epochs, "train_seconds": round(result.train_seconds, 2),
+                    "replicas": result.replicas, "params": int(result.model.count_params())},
+        "how_the_recipe_was_chosen": cards.RECIPES.get(cfg.model, "custom flags: " + json.dumps(config_json(cfg))),
+        "serving": "inputs float32 in [0, 1], shape " + ("(N, 784)" if LAYOUT[cfg.model] == "flat" else "(N, 28, 28, 1)")
+                   + "; outputs (N, 10) class probabilities",
+    }
+    exported = artifacts.export(result.model, export_dir, cfg.run_name, card=card) if chief else None
     summary = {
         "model": cfg.model,
         "name": cfg.run_name,

@@ -37,6 +37,12 @@ def test_training_writes_every_artifact_and_reports_json(trained):
     assert summary["test_accuracy"] >= FLOORS[name]
     assert Path(summary["saved_model"], "saved_model.pb").is_file()
     assert Path(summary["keras_model"]).is_file()
+    card = json.loads(Path(summary["saved_model"], "model_card.json").read_text())
+    assert card["name"] == name and card["results"]["test_accuracy"] == summary["test_accuracy"]
+    assert card["training"] == summary["config"] and card["data"]["train_images"] == summary["train_images"]
+    assert {"tensorflow", "keras", "python", "machine"} <= set(card["environment"])
+    assert card["how_the_recipe_was_chosen"]
+    assert "## results" in Path(summary["saved_model"], "model_card.md").read_text()
     assert Path(summary["history_plot"]).stat().st_size > 10_000
     header = Path(summary["history_csv"]).read_text().splitlines()[0].split(",")
     assert {"loss", "val_loss", "test_loss", "accuracy", "val_accuracy", "test_accuracy"} <= set(header)
