@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasdl.summary import config_json, write as write_summary
+from kerasdl.summary import config_json, write as write_summary, write_text
 from kerasdl.errors import positive, run_cli, writable_dir
 
 log = logging.getLogger("kerasdl.autoencoder")
@@ -127,7 +127,7 @@ def run(cfg: AutoencoderConfig) -> dict:
                           if key in codes}, y_test, latent_png)
     plots.digit_rows({"original": x_test[:10], **reconstructions}, recon_png)
     table = run_dir / "table.md"
-    table.write_text(markdown_table(methods))
+    write_text(table, markdown_table(methods))
     ratio = {arch: methods[arch]["reconstruction_mse"] / methods["pca"]["reconstruction_mse"] for arch in cfg.archs}
     summary = {
         "section": "2.6",

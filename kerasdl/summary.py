@@ -14,10 +14,17 @@ def config_json(cfg) -> dict:
             for k, v in asdict(cfg).items()}
 
 
+def write_text(path: Path, text: str) -> Path:
+    """Write `text` to `path` atomically (a temporary sibling, then one rename): a reader or a
+    crash never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
 def write(run_dir: Path, summary: dict) -> dict:
     """Write run_dir/summary.json atomically and return the summary."""
-    path = Path(run_dir) / "summary.json"
-    tmp = path.with_name(f".summary.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, path)
+    write_text(Path(run_dir) / "summary.json", json.dumps(summary, indent=2))
     return summary

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasdl.summary import config_json, write as write_summary
+from kerasdl.summary import config_json, write as write_summary, write_text
 from kerasdl.errors import non_negative_float, positive, run_cli, writable_dir
 
 log = logging.getLogger("kerasdl.toy")
@@ -161,7 +161,7 @@ def run(cfg: ToyConfig) -> dict:
         labels={"toy_linear": "linear", "toy_cnn": "convnet"},
     )
     table = run_dir / "table.md"
-    table.write_text(markdown_table(results, numpy_f1))
+    write_text(table, markdown_table(results, numpy_f1))
     summary = {
         "section": "2.4",
         "config": config_json(cfg),

@@ -208,14 +208,14 @@ def _diverged(rows: list[dict]) -> bool:
 
 
 def fit(make_model: Callable[[int], keras.Model], data: Split, run_dir, config: FitConfig,
-        callbacks: list[keras.callbacks.Callback] | None = None) -> FitResult:
+        callbacks: list[keras.callbacks.Callback] | None = None, fit_kwargs: dict | None = None) -> FitResult:
     """Seed, build (in strategy scope), train with the shared callbacks, write history.csv/png.
 
     `make_model(steps_per_epoch)` returns a compiled model; it is called here so that seeding
     and the distribution strategy's scope come first, and told how many optimizer steps make
     one epoch at the global batch (all replicas together), so learning-rate schedules are
     sized right under any strategy. `callbacks` are appended to the shared ones (Keras Tuner
-    passes its own this way).
+    passes its own this way); `fit_kwargs` go to `model.fit` as they are (e.g. class_weight).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -261,6 +261,7 @@ def fit(make_model: Callable[[int], keras.Model], data: Split, run_dir, config: 
             validation_data=validation,
             callbacks=shared + list(callbacks or []),
             verbose=config.verbose,
+            **(fit_kwargs or {}),
         )
     train_seconds = time.perf_counter() - start - recorder.test_seconds
 

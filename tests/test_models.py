@@ -61,4 +61,8 @@ def test_unknown_names_are_rejected():
 def test_sgd_with_momentum_and_cosine_schedule():
     opt = models.optimizer("sgd", models.learning_rate(0.1, "cosine", decay_steps=10), momentum=0.9)
     assert opt.momentum == 0.9
-    assert float(opt.learning_rate) == pytest.approx(0.1)
+    assert float(opt.learning_rate) == pytest.approx(0.1)  # step 0: the peak
+    opt.iterations.assign(5)
+    assert float(opt.learning_rate) == pytest.approx(0.1 * (0.01 + 0.99 * 0.5))  # halfway down the cosine
+    opt.iterations.assign(10)
+    assert float(opt.learning_rate) == pytest.approx(0.1 * 0.01)  # the end: alpha = 1% of the peak

@@ -45,7 +45,9 @@ def test_second_run_reuses_results(quick_report):
     work, first, _ = quick_report
     proc = run_module("kerasdl.report", "--quick", "--runs", work / "runs", "--out", work / "reports2")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert set(last_json(proc.stdout)["stages"].values()) == {"reused"}
+    stages = last_json(proc.stdout)["stages"]
+    assert all(state.startswith("reused ") for state in stages.values()), stages
+    assert "limit=1500" in stages["cnn"]  # says which config it reused
 
 
 def test_fresh_restarts_classifiers_and_reruns_the_tuner_searches(tmp_path):
@@ -87,3 +89,32 @@ def test_benchmark_quick_mode_writes_json_and_table(real_mnist, tmp_path):
         assert row["images_per_second_batch1000"] > 0 and row["latency_ms_median"] > 0
     assert result["ours_over_reference"]["train_seconds"] > 0
     assert "ours / reference" in (tmp_path / "cnn_vs_reference.md").read_text()
+
+
+def test_a_summary_from_another_config_is_rerun_not_reused(tmp_path):
+    """`python -m kerasdl.mnist cnn --epochs 1` left in runs/cnn must not stand in for the report's cnn."""
+    from kerasdl import mnist, report
+    from kerasdl.errors import UsageError
+    from kerasdl.summary import config_json
+
+    cfg = mnist.config_for("cnn", run_dir=tmp_path / "cnn")
+    path = tmp_path / "cnn" / "summary.json"
+    path.parent.mkdir()
+    one_epoch = {"test_accuracy": 0.97, "config": config_json(mnist.config_for("cnn", epochs=1))}
+    path.write_text(json.dumps(one_epoch))
+    ran = []
+    full = {"test_accuracy": 0.995, "config": json.loads(json.dumps(config_json(cfg)))}
+    stage = report.Stage("cnn", path, lambda: ran.append("cnn") or full, cfg)
+
+    with pytest.raises(UsageError, match=r"stage cnn: .* another config \(epochs: wanted 9, found 1\)"):
+        report.run_stages([stage], fresh=False, reuse_only=True)
+    assert ran == []
+
+    results, status = report.run_stages([stage], fresh=False)
+    assert ran == ["cnn"] and results["cnn"]["test_accuracy"] == 0.995
+    assert status["cnn"].startswith("ran now") and "epochs=9" in status["cnn"]
+
+    # the same experiment written elsewhere (other run_dir/export_dir) is the same result: reused
+    path.write_text(json.dumps({**full, "config": {**full["config"], "run_dir": "runs/cnn", "export_dir": "x"}}))
+    results, status = report.run_stages([stage], fresh=False)
+    assert ran == ["cnn"] and status["cnn"].startswith("reused ") and "epochs=9" in status["cnn"]

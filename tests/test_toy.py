@@ -59,6 +59,11 @@ def test_toy_cli_writes_figure_table_and_json(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["results"] == summary["results"]
     assert summary["gradient_check"]["max_rel_error_vs_finite_differences"] < 1e-6
     assert summary["gradient_check"]["max_rel_error_vs_tensorflow"] < 1e-3
-    assert summary["numpy_sgd_f1"]["median"] > 0
+    # The NumPy-only SGD starts each seed from the same weights as Keras and takes the same steps:
+    # per seed it ends where Keras does (measured 1.455 vs 1.520 and 0.236 vs 0.233).
+    numpy_runs, keras_runs = summary["numpy_sgd_f1"]["per_seed"], summary["results"]["f1"]["toy_cnn"]["per_seed"]
+    assert len(numpy_runs) == len(keras_runs) == 2
+    for ours, theirs in zip(numpy_runs, keras_runs):
+        assert ours == pytest.approx(theirs, rel=0.1)
     bad = run_module("kerasdl.toy", "--seeds", 0)
     assert bad.returncode == 2 and "--seeds" in bad.stderr

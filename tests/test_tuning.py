@@ -101,3 +101,26 @@ def test_chief_and_two_workers_on_localhost_split_the_trials(real_mnist, tmp_pat
     assert len(workers) == 4
     assert set(workers) == {"tuner0", "tuner1"}, workers  # both workers ran trials; the chief ran none
     assert all(last_json(outs[w][0])["role"] == "worker" for w in ("tuner0", "tuner1"))
+
+
+def test_hypermodel_fit_passes_search_keywords_on_to_model_fit(fake_mnist, tmp_path):
+    """tuner.search(..., class_weight=...) reaches model.fit: with every class weighted 0 the loss is 0
+    and no weight moves; without it they do."""
+    import keras_tuner as kt
+    import numpy as np
+
+    from kerasdl import data
+    from tuning.search import MLPHyperModel, SearchConfig
+
+    split = data.mnist_split("flat", validation_size=100)
+    cfg = SearchConfig(kind="lr", lrs=(1e-2,), units=16, run_root=tmp_path)
+    hypermodel = MLPHyperModel(cfg, test=(split.x_test, split.y_test))
+    moved = {}
+    for name, extra in (("plain", {}), ("weighted", {"class_weight": {c: 0.0 for c in range(10)}})):
+        hp = kt.HyperParameters()
+        model = hypermodel.build(hp)
+        before = [w.copy() for w in model.get_weights()]
+        hypermodel.fit(hp, model, split.x_train, split.y_train, validation_data=(split.x_val, split.y_val),
+                       epochs=1, batch_size=64, **extra)
+        moved[name] = max(float(np.abs(a - b).max()) for a, b in zip(model.get_weights(), before))
+    assert moved["plain"] > 1e-3 and moved["weighted"] == 0.0, moved

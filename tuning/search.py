@@ -18,7 +18,7 @@ import keras
 import keras_tuner as kt
 
 from kerasdl import artifacts, data, models, training
-from kerasdl.summary import config_json, write as write_summary
+from kerasdl.summary import config_json, write as write_summary, write_text
 
 
 @dataclass
@@ -76,15 +76,17 @@ class MLPHyperModel(kt.HyperModel):
         model = models.mlp(hidden_layers=depth, units=cfg.units, activation=cfg.activation)
         return models.compile_classifier(model, cfg.optimizer, lr, cfg.momentum)
 
-    def fit(self, hp, model, x, y, validation_data, epochs, batch_size, callbacks=None, **kwargs):
-        """`tuner.search(x, y, validation_data=..., epochs=..., batch_size=...)` lands here."""
+    def fit(self, hp, model, x, y, validation_data, epochs, batch_size, callbacks=None, verbose=0, **kwargs):
+        """`tuner.search(x, y, validation_data=..., epochs=..., batch_size=...)` lands here; any other
+        keyword of `search` goes on to `model.fit`, as Keras Tuner's own HyperModel.fit does."""
         run_dir = self.cfg.directory / "trials" / trial_name(hp)
         split = data.Split(x, y, *validation_data, *self.test)
         fit_cfg = training.FitConfig(epochs=epochs, batch_size=batch_size, seed=self.cfg.seed,
-                                     terminate_on_nan=True, tensorboard=False, verbose=0,
+                                     terminate_on_nan=True, tensorboard=False, verbose=verbose,
                                      title=f"MLP, {trial_name(hp)}")
         # Keras Tuner built (and compiled, at a constant rate) the model already: fit takes it as it is.
-        result = training.fit(lambda steps_per_epoch: model, split, run_dir, fit_cfg, callbacks=callbacks)
+        result = training.fit(lambda steps_per_epoch: model, split, run_dir, fit_cfg, callbacks=callbacks,
+                              fit_kwargs=kwargs)
         epochs_run = len(result.history)
         record = {
             "hyperparameters": dict(hp.values),
@@ -97,7 +99,7 @@ class MLPHyperModel(kt.HyperModel):
             "history_csv": str(result.history_csv),
             "history_plot": str(result.history_plot),
         }
-        (run_dir / "trial.json").write_text(json.dumps(record, indent=2))
+        write_text(run_dir / "trial.json", json.dumps(record, indent=2))
         return result.keras_history
 
 
@@ -131,12 +133,13 @@ def trial_rows(cfg: SearchConfig, tuner: kt.GridSearch) -> list[dict]:
                      "test_accuracy": max(r["test_accuracy"] for r in history),
                      "loss": min(finite_loss) if finite_loss else None},
             "at_chance": last["val_accuracy"] < 0.2,
+            "val_accuracy_per_epoch": [r["val_accuracy"] for r in history],
         })
     return sorted(rows, key=lambda r: -(r["objective_val_accuracy"] or 0.0))
 
 
-def markdown_table(cfg: SearchConfig, rows: list[dict]) -> str:
-    key = cfg.hp_name
+def markdown_table(key: str, rows: list[dict]) -> str:
+    """The ranked results table (the report renders it from the summary's trials too)."""
     head = (f"| rank | {key} | best val acc | final test acc | final train loss | epochs run | diverged | "
             "params | s/epoch |\n|---|---|---|---|---|---|---|---|---|\n")
     fmt = lambda v, spec: "nan" if v is None else format(v, spec)  # noqa: E731
@@ -150,12 +153,12 @@ def markdown_table(cfg: SearchConfig, rows: list[dict]) -> str:
 
 def write_tables(cfg: SearchConfig, rows: list[dict]) -> tuple[Path, Path]:
     md, csv_path = cfg.directory / "results.md", cfg.directory / "results.csv"
-    md.write_text(markdown_table(cfg, rows))
+    write_text(md, markdown_table(cfg.hp_name, rows))
     flat = [{cfg.hp_name: r["hyperparameters"][cfg.hp_name], "objective_val_accuracy": r["objective_val_accuracy"],
              **{f"final_{k}": v for k, v in r["final"].items()}, "best_test_accuracy": r["best"]["test_accuracy"],
              "diverged": r["diverged"], "epochs_run": r["epochs_run"], "params": r["params"],
              "seconds_per_epoch": r["seconds_per_epoch"], "train_seconds": r["train_seconds"]} for r in rows]
-    training.write_history(flat, csv_path) if flat else csv_path.write_text("")
+    training.write_history(flat, csv_path) if flat else write_text(csv_path, "")
     return md, csv_path
 
 

@@ -1,0 +1,124 @@
+"""kerasdl.claims: every claim of the write-up against hand-built summaries on both sides of its rule."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from kerasdl import claims
+
+
+def theory(fd=1e-11, e64=1e-17, toy_frozen=2, mlp_frozen=4, zero_loss=1.0, random_loss=0.1):
+    def model(frozen, tensors):
+        return {"zeros": {"frozen": [f"w{i}" for i in range(frozen)], "tensors": [f"w{i}" for i in range(tensors)],
+                          "moved": [f"w{i}" for i in range(frozen, tensors)], "initial_loss": 1.0,
+                          "final_loss": zero_loss},
+                "glorot_uniform": {"final_loss": random_loss}, "he_normal": {"final_loss": random_loss}}
+    return {"sigmoid": {"grid": [-8, 8, 1601], "max_abs_error": {"float64": e64},
+                        "max_abs_error_vs_finite_differences": fd, "max_derivative": 0.25},
+            "zero_init": {"toy_cnn": model(toy_frozen, 2), "mlp": model(mlp_frozen, 4)}}
+
+
+def toy(f0_linear=0.011, nonlinear_linear=1.0, cnn=0.02, cnn_max=0.1, rel_tf=1e-6, rel_fd=1e-9):
+    def fn(linear, cnn_median):
+        return {"noise_floor": 0.01, "toy_linear": {"median": linear, "min": linear, "max": linear * 1.01},
+                "toy_cnn": {"median": cnn_median, "min": 0.9 * cnn_median, "max": cnn_max}}
+    return {"results": {"f0": fn(f0_linear, cnn), "f1": fn(nonlinear_linear, cnn), "f2": fn(nonlinear_linear, cnn)},
+            "gradient_check": {"max_rel_error_vs_tensorflow": rel_tf, "max_rel_error_vs_finite_differences": rel_fd},
+            "numpy_sgd_f1": {"median": 0.03, "min": 0.02, "max": 0.05}}
+
+
+def classifier(acc, lr=1e-3, momentum=0.0):
+    return {"test_accuracy": acc, "epochs": 10, "train_seconds": 30.0, "train_images": 55000,
+            "config": {"lr": lr, "momentum": momentum}}
+
+
+def tuning_lr(low_curve=(0.9, 0.95, 0.97, 0.98), lr1=(0.6, 0.8, 0.3, 0.1), lr10=(0.1, 0.09, 0.11, 0.1)):
+    def trial(lr, curve):
+        return {"hyperparameters": {"lr": lr}, "val_accuracy_per_epoch": list(curve), "epochs_run": len(curve),
+                "diverged": False}
+    return {"trials": [trial(1e-3, low_curve), trial(1e-4, low_curve), trial(1.0, lr1), trial(10.0, lr10)]}
+
+
+def tuning_depth(accs=(0.980, 0.981, 0.982), seconds=(1.0, 1.5, 2.0)):
+    return {"trials": [{"hyperparameters": {"hidden_layers": d + 1}, "final": {"test_accuracy": a},
+                        "seconds_per_epoch": s} for d, (a, s) in enumerate(zip(accs, seconds))]}
+
+
+def autoencoder(deep_knn=0.7, pca_knn=0.4, deep_sil=0.1, pca_sil=-0.05, deep_mse=0.036, pca_mse=0.056, shallow_mse=0.06):
+    return {"methods": {"deep": {"knn_accuracy": deep_knn, "silhouette": deep_sil, "reconstruction_mse": deep_mse},
+                        "shallow": {"knn_accuracy": 0.3, "silhouette": -0.1, "reconstruction_mse": shallow_mse},
+                        "pca": {"knn_accuracy": pca_knn, "silhouette": pca_sil, "reconstruction_mse": pca_mse}},
+            "mse_ratio_to_pca": {"deep": deep_mse / pca_mse, "shallow": shallow_mse / pca_mse}}
+
+
+GOOD = {"theory": theory(), "toy": toy(), "linear": classifier(0.925), "mlp": classifier(0.982),
+        "cnn": classifier(0.993), "mlp_sgd": classifier(0.979, lr=0.01, momentum=0.9),
+        "mlp_sigmoid": classifier(0.975), "tuning_lr": tuning_lr(), "tuning_depth": tuning_depth(),
+        "autoencoder": autoencoder()}
+
+# claim -> (changes that move its evidence across the rule, the verdict there)
+OTHER_SIDE = {
+    "sigmoid_derivative": ({"theory": theory(fd=1e-6)}, "does not hold"),
+    "zero_init_never_learns": ({"theory": theory(mlp_frozen=3)}, "partly"),
+    "random_init_learns": ({"theory": theory(random_loss=0.6)}, "does not hold"),
+    "linear_fits_linear": ({"toy": toy(f0_linear=0.02)}, "does not hold"),
+    "linear_fails_nonlinear": ({"toy": toy(nonlinear_linear=0.05)}, "does not hold"),
+    "convnet_learns_all": ({"toy": toy(cnn=0.2, nonlinear_linear=1.0)}, "partly"),
+    "convnet_depends_on_init": ({"toy": toy(cnn=0.02, cnn_max=0.03)}, "does not hold"),
+    "numpy_backprop_correct": ({"toy": toy(rel_tf=1e-3)}, "does not hold"),
+    "linear_accuracy": ({"linear": classifier(0.90)}, "does not hold"),
+    "mlp_accuracy": ({"mlp": classifier(0.977), "mlp_sgd": classifier(0.97), "mlp_sigmoid": classifier(0.97)}, "partly"),
+    "cnn_accuracy": ({"cnn": classifier(0.985)}, "does not hold"),
+    "adam_vs_sgd": ({"mlp_sgd": classifier(0.99, lr=0.01, momentum=0.9)}, "does not hold"),
+    "relu_beats_sigmoid": ({"mlp_sigmoid": classifier(0.99)}, "does not hold"),
+    "low_lr_keeps_improving": ({"tuning_lr": tuning_lr(low_curve=(0.98, 0.97, 0.96, 0.95))}, "does not hold"),
+    "lr_1_collapses": ({"tuning_lr": tuning_lr(lr1=(0.6, 0.8, 0.85, 0.9))}, "does not hold"),
+    "lr_10_at_chance": ({"tuning_lr": tuning_lr(lr10=(0.1, 0.5, 0.1, 0.1))}, "does not hold"),
+    "depth_costs_more_than_it_gains": ({"tuning_depth": tuning_depth(accs=(0.97, 0.98, 0.99))}, "partly"),
+    "autoencoder_separates_digits": ({"autoencoder": autoencoder(deep_knn=0.42)}, "partly"),
+    "autoencoder_reconstructs_better": ({"autoencoder": autoencoder(deep_mse=0.05)}, "partly"),
+    "shallow_autoencoder_is_worse": ({"autoencoder": autoencoder(shallow_mse=0.037)}, "does not hold"),
+}
+
+
+def by_name(r: dict) -> dict:
+    return {fn.__name__: fn(r) for fn in claims.CLAIMS}
+
+
+def test_there_are_twenty_claims_and_each_has_a_test_of_both_sides():
+    assert len(claims.CLAIMS) == 20
+    assert set(OTHER_SIDE) == {fn.__name__ for fn in claims.CLAIMS}
+
+
+def test_every_claim_holds_on_evidence_that_meets_its_rule():
+    for name, claim in by_name(GOOD).items():
+        assert claim is not None and claim.verdict == "holds", (name, claim)
+
+
+@pytest.mark.parametrize("name", list(OTHER_SIDE))
+def test_every_claim_turns_when_its_evidence_crosses_the_rule(name):
+    changes, expected = OTHER_SIDE[name]
+    r = {**copy.deepcopy(GOOD), **changes}
+    claim = by_name(r)[name]
+    assert claim.verdict == expected, (name, claim)
+
+
+def test_zero_init_holds_only_when_every_tensor_is_frozen():
+    r = {**GOOD, "theory": theory(toy_frozen=2, mlp_frozen=4)}
+    assert claims.zero_init_never_learns(r).verdict == "holds"
+    r = {**GOOD, "theory": theory(toy_frozen=0, mlp_frozen=0)}
+    assert claims.zero_init_never_learns(r).verdict == "does not hold"
+
+
+def test_evidence_quotes_the_summaries_numbers():
+    assert "0.9930" in claims.cnn_accuracy(GOOD).evidence
+    assert "momentum 0.9 (lr 0.01) 0.9790" in claims.adam_vs_sgd(GOOD).evidence
+    assert "lr 1: best validation accuracy 0.800, final 0.100" in claims.lr_1_collapses(GOOD).evidence
+
+
+def test_missing_stages_skip_their_claims_and_a_malformed_summary_is_reported():
+    assert claims.evaluate({"cnn": GOOD["cnn"]}) == [claims.cnn_accuracy(GOOD)]
+    broken = claims.evaluate({"autoencoder": {"methods": {"deep": {}, "pca": {}}}}, section="2.6")
+    assert broken and all("could not be evaluated" in c.evidence for c in broken)
