@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kerasdl import artifacts, data, mnist  # noqa: E402
 from kerasdl.errors import run_cli, writable_dir  # noqa: E402
+from kerasdl.summary import write_text  # noqa: E402
 
 
 def reference_model():
@@ -134,8 +135,8 @@ def main(argv=None) -> int:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
     result = {"quick": args.quick, "when": when, "machine": machine, "reference": ref, "ours": ours,
               "ours_over_reference": ratio}
-    (out / "cnn_vs_reference.json").write_text(json.dumps(result, indent=2))
-    (out / "cnn_vs_reference.md").write_text(markdown([ref, ours], ratio, when, machine))
+    write_text(out / "cnn_vs_reference.json", json.dumps(result, indent=2))
+    write_text(out / "cnn_vs_reference.md", markdown([ref, ours], ratio, when, machine))
     print(json.dumps(result))
     return 0
 

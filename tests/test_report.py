@@ -87,7 +87,10 @@ def test_benchmark_quick_mode_writes_json_and_table(real_mnist, tmp_path):
         row = result[side]
         assert row["train_seconds"] > 0 and 0 < row["test_accuracy"] <= 1
         assert row["images_per_second_batch1000"] > 0 and row["latency_ms_median"] > 0
-    assert result["ours_over_reference"]["train_seconds"] > 0
+    ratio = result["ours_over_reference"]
+    assert ratio["train_seconds"] == pytest.approx(result["ours"]["train_seconds"] / result["reference"]["train_seconds"])
+    assert ratio["test_accuracy"] == pytest.approx(result["ours"]["test_accuracy"] - result["reference"]["test_accuracy"])
+    assert result["ours"]["saved_model"].rstrip("/").split("/")[-1].isdigit()  # a versioned export
     assert "ours / reference" in (tmp_path / "cnn_vs_reference.md").read_text()
 
 

@@ -179,16 +179,16 @@ function showReading(result) {
     const panel = document.querySelector(`.model[data-model="${name}"]`);
     panel.dataset.missing = "false";
     panel.dataset.digit = String(answer.digit);
-    const rows = answer.probabilities.map((p, d) => {
+    const columns = answer.probabilities.map((p, d) => {
       const pct = (100 * p).toFixed(1);
-      const win = d === answer.digit ? ' class="win"' : "";
-      return `<span${win}>${d}</span><div class="bar" role="img" aria-label="${d}: ${pct}%">` +
-             `<span style="width:${pct}%"></span></div><span>${pct}%</span>`;
+      const win = d === answer.digit ? " win" : "";
+      return `<div class="col${win}" role="img" aria-label="${d}: ${pct}%" title="${d}: ${pct}%">` +
+             `<div class="bar"><span style="height:${pct}%"></span></div><span class="digit">${d}</span></div>`;
     }).join("");
     panel.querySelector(".body").innerHTML =
       `<p class="answer">reads <strong>${answer.digit}</strong> ` +
       `(${(100 * answer.probabilities[answer.digit]).toFixed(1)}%, version ${answer.version})</p>` +
-      `<div class="bars">${rows}</div>`;
+      `<div class="bars">${columns}</div>`;
   }
   state.code = {autoencoder: result.latent.encoder, pca: pcaEncode(state.image)};
   drawPlane();
