@@ -2,7 +2,5 @@
 
 __version__ = "0.1.0"
 
-import os as _os
-
-# TensorFlow's C++ start-up chatter (CPU features, missing CUDA) is noise for our users.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Importing kerasdl changes no global state: the command-line entry points alone quieten
+# TensorFlow's start-up chatter (kerasdl.quiet) and draw figures off-screen.

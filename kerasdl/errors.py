@@ -26,7 +26,11 @@ def writable_dir(path: Path, flag: str) -> Path:
 
 
 def run_cli(main, prog: str, argv=None) -> int:
-    """Run `main(argv)`; turn a UsageError into `prog: error: ...` on stderr and exit code 2."""
+    """Run `main(argv)` with TensorFlow's start-up chatter filtered from stderr (kerasdl.quiet);
+    turn a UsageError into `prog: error: ...` on stderr and exit code 2."""
+    from kerasdl import quiet
+
+    quiet.install()
     try:
         return main(argv) or 0
     except UsageError as exc:

@@ -183,6 +183,40 @@ class EpochRecorder(keras.callbacks.Callback):
         write_history(self.rows, self.csv_path)
 
 
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore whose every backup is one atomic step.
+
+    Keras overwrites `latest.weights.h5` in place, so a kill during that write leaves a file
+    h5py cannot open and the run cannot resume (seen in our kill -9 test: "bad object header
+    version number"). Here each epoch's weights go to a new file, and the metadata that names
+    it is replaced by one rename, the commit point; older weight files are removed after.
+    """
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        weights = f"epoch-{self._current_epoch}.weights.h5"
+        self.model.save_weights(os.path.join(self.backup_dir, weights), overwrite=True)
+        tmp = f"{self._training_metadata_path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": weights}, f)
+        os.replace(tmp, self._training_metadata_path)
+        for old in Path(self.backup_dir).glob("epoch-*.weights.h5"):
+            if old.name != weights:
+                old.unlink(missing_ok=True)
+
+    def _load_model(self):
+        if not os.path.exists(self._training_metadata_path):
+            return
+        with open(self._training_metadata_path) as f:
+            metadata = json.load(f)
+        weights = os.path.join(self.backup_dir, metadata.get("weights", "latest.weights.h5"))
+        if os.path.exists(weights):
+            if self.model.optimizer is not None and not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)  # its slots must exist to be restored
+            self.model.load_weights(weights)
+        self.model._initial_epoch = metadata["epoch"]
+
+
 def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tuple[tf.data.Dataset, int]:
     """Endless shuffled batches of in-memory arrays, and how many batches make one epoch.
 
@@ -239,7 +273,7 @@ def fit(make_model: Callable[[int], keras.Model], data: Split, run_dir, config: 
     recorder = EpochRecorder(csv_path, test, config.batch_size)
     shared = [recorder]  # first: the epoch's row is written before BackupAndRestore marks the epoch done
     if config.backup:
-        shared.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+        shared.append(AtomicBackupAndRestore(str(backup_dir)))
     if config.terminate_on_nan:
         shared.append(keras.callbacks.TerminateOnNaN())
     if config.tensorboard:

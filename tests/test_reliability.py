@@ -37,7 +37,9 @@ def test_killed_run_resumes_from_the_last_finished_epoch(real_mnist, tmp_path):
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     summary = last_json(again.stdout)
-    assert summary["resumed_from_epoch"] >= 2
+    # Killed once two rows were on disk: epoch 1's backup may or may not have been committed
+    # (its row is written first), so the run resumes at epoch 1 or 2, never from scratch.
+    assert summary["resumed_from_epoch"] in (1, 2)
     rows = training.read_history(history)
     assert [r["epoch"] for r in rows] == [0, 1, 2, 3, 4]  # continuous, each epoch once
     assert summary["test_accuracy"] > 0.9
