@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasdl.summary import config_json, write as write_summary, write_text
-from kerasdl.errors import positive, run_cli, writable_dir
+from kerasdl.errors import positive, progress, run_cli, writable_dir
 
 log = logging.getLogger("kerasdl.autoencoder")
 
@@ -57,7 +57,7 @@ def code_quality(train_codes, y_train, test_codes, y_test, k: int, seed: int) ->
     }
 
 
-def train_autoencoder(arch: str, split, cfg: AutoencoderConfig):
+def train_autoencoder(arch: str, split, cfg: AutoencoderConfig, verbose="auto"):
     """One autoencoder through training.fit, images as their own targets."""
     import keras
 
@@ -69,12 +69,13 @@ def train_autoencoder(arch: str, split, cfg: AutoencoderConfig):
         return model
 
     as_targets = data.Split(split.x_train, split.x_train, split.x_val, split.x_val, split.x_test, split.x_test)
-    fit_cfg = training.FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, verbose=0,
+    fit_cfg = training.FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, verbose=verbose,
                                  title=f"{arch} autoencoder (MSE)")
     return training.fit(make, as_targets, cfg.run_dir / arch, fit_cfg)
 
 
-def run(cfg: AutoencoderConfig) -> dict:
+def run(cfg: AutoencoderConfig, verbose="auto") -> dict:
+    """Section 2.6 end to end; `verbose` is Keras' (a progress bar per epoch, or 0)."""
     from sklearn.decomposition import PCA
 
     from kerasdl import artifacts, data, plots
@@ -95,7 +96,7 @@ def run(cfg: AutoencoderConfig) -> dict:
 
     for arch in cfg.archs:
         log.info("autoencoder: training the %s autoencoder for %d epochs", arch, cfg.epochs)
-        result = train_autoencoder(arch, split, cfg)
+        result = train_autoencoder(arch, split, cfg, verbose)
         model = result.model
         encoder, decoder = model.get_layer("encoder"), model.get_layer("decoder")
         test_codes = encoder.predict(x_test, batch_size=1000, verbose=0)
@@ -166,14 +167,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"figures, histories, JSON (default {d.run_dir})")
     p.add_argument("--export-dir", type=Path, default=d.export_dir,
                    help="SavedModels autoencoder/, encoder/, decoder/ go here (default saved_models)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress lines on stderr (stdout keeps only the JSON summary either way)")
     return p
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    quiet = vars(args).pop("quiet")
     cfg = AutoencoderConfig(**{**vars(args), "archs": tuple(dict.fromkeys(args.archs))})
-    print(json.dumps(run(cfg)))
+    with progress(quiet):
+        summary = run(cfg, verbose=0 if quiet else "auto")
+    print(json.dumps(summary))
     return 0
 
 

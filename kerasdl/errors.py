@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -39,6 +41,21 @@ def run_cli(main, prog: str, argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def progress(quiet: bool = False):
+    """Where a command's progress goes while it works: Keras' progress bars and Keras Tuner's
+    trial lines (which print to stdout) and kerasdl's own log lines all go to stderr, so stdout
+    keeps only the JSON summary the command prints after; `quiet` silences all of it (the
+    commands pass verbose=0 to Keras then, and what libraries still print is dropped). Warnings
+    and errors are shown either way."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr, force=True)
+    for name in ("kerasdl", "tuning"):
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # not "Assets written to ..." per export
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull if quiet else sys.stderr):
+        yield
 
 
 def positive(kind):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kerasdl.summary import config_json, write as write_summary
-from kerasdl.errors import UsageError, non_negative_float, positive, run_cli, writable_dir
+from kerasdl.errors import UsageError, non_negative_float, positive, progress, run_cli, writable_dir
 
 
 @dataclass
@@ -186,7 +186,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--distribute", choices=["none", "mirrored", "multiworker"],
                    help="tf.distribute strategy: none, mirrored (GPUs of one machine), multiworker (TF_CONFIG)")
     p.add_argument("--jit-compile", action="store_true", default=None, help="compile the train step with XLA")
-    p.add_argument("--quiet", action="store_true", help="no per-epoch progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress (Keras' per-epoch bar goes to stderr otherwise; stdout keeps the JSON line)")
     return p
 
 
@@ -196,7 +197,8 @@ def main(argv=None) -> int:
     cfg = config_for(args.model, **overrides)
     if cfg.name is not None and (not cfg.name or "/" in cfg.name or cfg.name.startswith(".")):
         raise UsageError(f"--name {cfg.name!r}: use a plain name without '/' or a leading '.'")
-    summary = train(cfg, verbose=0 if args.quiet else "auto")
+    with progress(args.quiet):
+        summary = train(cfg, verbose=0 if args.quiet else "auto")
     print(json.dumps(summary))
     return 0
 

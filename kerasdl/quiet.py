@@ -11,6 +11,8 @@ does not reach these lines), so every command opened with lines like
 `install()` (called by every command-line entry point, never on import) puts a filter on file
 descriptor 2 for the life of the command: a thread forwards every line written to stderr, by
 Python or C++, except the known notices in NOISE. Anything else, errors included, passes.
+TensorFlow's Python warning that a function was retraced is dropped too: the sections build
+many small models in a loop on purpose, and the warning reads as a bug in the user's code.
 KERASDL_TF_LOGS=1 turns the filter off and shows everything.
 """
 
@@ -32,7 +34,12 @@ NOISE = re.compile(
     r"|NodeDef mentions attribute use_unbounded_threadpool which is not in the op definition"
     r"|Unable to register cu(DNN|FFT|BLAS) factory: Attempting to register factory for plugin"
 )
+RETRACING = "triggered tf.function retracing"  # the sections build many small models on purpose
 _state: dict = {}
+
+
+def _not_retracing(record) -> bool:
+    return RETRACING not in record.getMessage()
 
 
 def install() -> None:
@@ -40,6 +47,9 @@ def install() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the lines TensorFlow does filter itself
     if os.environ.get("KERASDL_TF_LOGS") == "1" or _state:
         return
+    import logging
+
+    logging.getLogger("tensorflow").addFilter(_not_retracing)
     sys.stderr.flush()
     original = os.dup(2)
     read_end, write_end = os.pipe()

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from kerasdl.errors import UsageError, run_cli, writable_dir
+from kerasdl.errors import UsageError, progress, run_cli, writable_dir
+from kerasdl.summary import write_text
 
 log = logging.getLogger("kerasdl.report")
 
@@ -35,12 +36,12 @@ class Stage:
     config: object = None  # the section's config object, where the stage has one
 
 
-def stages(root: Path, quick: bool, fresh: bool = False) -> list[Stage]:
+def stages(root: Path, quick: bool, fresh: bool = False, verbose: int | str = 0) -> list[Stage]:
     """Every section with its defaults, or with small budgets under --quick.
 
     `fresh` also makes the classifiers start over instead of resuming a backup, and tells the
     Keras Tuner searches to discard their finished trials (without it they would reload them
-    from their oracle state and rerun nothing).
+    from their oracle state and rerun nothing). `verbose` is passed to Keras (and Keras Tuner).
     """
     from kerasdl import autoencoder, mnist, theory, toy
 
@@ -48,7 +49,7 @@ def stages(root: Path, quick: bool, fresh: bool = False) -> list[Stage]:
         quick_hp = dict(limit=1500, epochs=1) if quick else {}
         cfg = mnist.config_for(model, name=name, run_dir=root / (name or model), export_dir=root / "saved_models",
                                restart=fresh or None, **{**hp, **quick_hp})
-        return lambda: mnist.train(cfg, verbose=0), cfg
+        return lambda: mnist.train(cfg, verbose=verbose), cfg
 
     def tuner(kind):
         from tuning.search import SearchConfig, search
@@ -57,7 +58,7 @@ def stages(root: Path, quick: bool, fresh: bool = False) -> list[Stage]:
         defaults = {"epochs": 50 if kind == "lr" else 20}
         cfg = SearchConfig(kind=kind, run_root=root / "tuning", export_dir=root / "saved_models", overwrite=fresh,
                            **{**defaults, **quick_hp})
-        return lambda: search(cfg), cfg
+        return lambda: search(cfg, verbose=1 if verbose else 0), cfg
 
     theory_cfg = theory.TheoryConfig(run_dir=root / "theory",
                                      **(dict(steps=8, mlp_images=300, mlp_units=16) if quick else {}))
@@ -76,7 +77,7 @@ def stages(root: Path, quick: bool, fresh: bool = False) -> list[Stage]:
                                                                                activation="sigmoid")),
         Stage("tuning_lr", root / "tuning" / "lr" / "summary.json", *tuner("lr")),
         Stage("tuning_depth", root / "tuning" / "depth" / "summary.json", *tuner("depth")),
-        Stage("autoencoder", root / "autoencoder" / "summary.json", lambda: autoencoder.run(ae_cfg), ae_cfg),
+        Stage("autoencoder", root / "autoencoder" / "summary.json", lambda: autoencoder.run(ae_cfg, verbose), ae_cfg),
     ]
 
 
@@ -100,14 +101,31 @@ def describe_config(summary: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in cfg.items() if k not in IGNORED_KEYS and v is not None)
 
 
-def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False) -> tuple[dict, dict]:
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
+               timings_path: Path | None = None) -> tuple[dict, dict]:
     """Run or reuse each stage; a failing stage is recorded and the others still run.
 
     A summary is reused only when it was produced with the stage's config (paths aside): a
     `python -m kerasdl.mnist cnn --epochs 1` left in runs/cnn is not "the" cnn. With
     `reuse_only`, a mismatch stops the report with the stage and the keys that differ.
+    Progress: a line per stage with the time elapsed and an estimate of the time left, from
+    each stage's duration the last time it ran (kept in `timings_path`).
     """
-    results, status = {}, {}
+    timings = json.loads(timings_path.read_text()) if timings_path and timings_path.exists() else {}
+    to_run = {s.name for s in all_stages if fresh or not s.summary.exists()}  # before the config checks
+    results, status, started = {}, {}, time.perf_counter()
+
+    def left_after(i: int) -> str:
+        rest = [timings.get(s.name) for s in all_stages[i:] if s.name in to_run]
+        known = sum(t for t in rest if t)
+        return f"about {_clock(known)} left" + (" (more: some stages never timed)" if None in rest else "") \
+            if rest else "nothing left to run"
+
     for i, stage in enumerate(all_stages, 1):
         prefix = f"[{i}/{len(all_stages)}] {stage.name}"
         if stage.summary.exists() and not fresh:
@@ -123,13 +141,22 @@ def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False) -
                 raise UsageError(f"stage {stage.name}: {stage.summary} was produced with another config ({what}); "
                                  "drop --reuse-only to rerun it, or --runs to point elsewhere")
             log.info("%s: %s has another config (%s): running again", prefix, stage.summary, what)
+            to_run.add(stage.name)
         elif reuse_only:
             raise UsageError(f"stage {stage.name}: no results at {stage.summary}; drop --reuse-only to run it")
-        log.info("%s: running", prefix)
+        last = f"last run took {_clock(timings[stage.name])}" if stage.name in timings else "never timed here"
+        log.info("%s: running (%s; %s elapsed, %s)", prefix, last, _clock(time.perf_counter() - started),
+                 left_after(i - 1))
         start = time.perf_counter()
         try:
             results[stage.name] = stage.run()
-            status[stage.name] = f"ran now in {time.perf_counter() - start:.0f} s ({describe_config(results[stage.name])})"
+            seconds = time.perf_counter() - start
+            status[stage.name] = f"ran now in {seconds:.0f} s ({describe_config(results[stage.name])})"
+            timings[stage.name] = round(seconds, 1)
+            if timings_path is not None:
+                write_text(timings_path, json.dumps(timings, indent=2))
+            log.info("%s: done in %s (%s elapsed, %s)", prefix, _clock(seconds),
+                     _clock(time.perf_counter() - started), left_after(i))
         except Exception as exc:  # a stage's failure is reported, not fatal
             status[stage.name] = f"FAILED: {exc.__class__.__name__}: {exc}"
             log.error("%s failed:\n%s", prefix, traceback.format_exc())
@@ -230,15 +257,18 @@ def main(argv=None) -> int:
                    "--runs were produced with another config, or are missing")
     p.add_argument("--runs", type=Path, help="where the sections' results live (default runs/, or runs/quick/)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="where REPORT.md goes (default reports/)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress lines (stage lines, Keras progress bars) on stderr; stdout keeps the JSON line")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     root = writable_dir(args.runs or (Path("runs/quick") if args.quick else Path("runs")), "--runs")
     out = writable_dir(args.out, "--out")
     start = time.perf_counter()
     if args.reuse_only and args.fresh:
         raise UsageError("--reuse-only and --fresh contradict each other; pass one of them")
-    results, status = run_stages(stages(root, args.quick, args.fresh), args.fresh, args.reuse_only)
-    report = write_report(results, status, out, args.quick, time.perf_counter() - start)
+    with progress(args.quiet):
+        results, status = run_stages(stages(root, args.quick, args.fresh, verbose=0 if args.quiet else 2),
+                                     args.fresh, args.reuse_only, timings_path=root / "report_timings.json")
+        report = write_report(results, status, out, args.quick, time.perf_counter() - start)
     failed = [k for k, v in status.items() if v.startswith("FAILED")]
     print(json.dumps({"report": str(report), "stages": status, "failed": failed}))
     return 1 if failed else 0

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasdl.summary import config_json, write as write_summary
-from kerasdl.errors import positive, run_cli, writable_dir
+from kerasdl.errors import positive, progress, run_cli, writable_dir
 
 log = logging.getLogger("kerasdl.theory")
 
@@ -124,8 +124,10 @@ def zero_init_experiments(cfg: TheoryConfig) -> dict:
     for kind, (split, loss_fn, make) in setups.items():
         out[kind] = {}
         for init in INITIALISERS:
-            log.info("theory: %s with %s initialisation, %d steps", kind, init, cfg.steps)
             out[kind][init] = zero_init_run(kind, init, split, loss_fn, make, cfg, cfg.run_dir)
+            log.info("theory: %s, %s initialisation: loss %.4f -> %.4f in %d full-batch steps; %d of %d weight "
+                     "tensors never moved", kind, init, out[kind][init]["initial_loss"], out[kind][init]["final_loss"],
+                     cfg.steps, len(out[kind][init]["frozen"]), len(out[kind][init]["tensors"]))
     return out
 
 
@@ -168,13 +170,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mlp-units", type=positive(int), default=d.mlp_units, help=f"MLP hidden width (default {d.mlp_units})")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"output directory (default {d.run_dir})")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress lines on stderr (stdout keeps only the JSON summary either way)")
     return p
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    print(json.dumps(run(TheoryConfig(**vars(args)))))
+    quiet = vars(args).pop("quiet")
+    with progress(quiet):
+        summary = run(TheoryConfig(**vars(args)))
+    print(json.dumps(summary))
     return 0
 
 

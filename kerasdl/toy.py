@@ -14,13 +14,14 @@ import json
 import logging
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from kerasdl.summary import config_json, write as write_summary, write_text
-from kerasdl.errors import non_negative_float, positive, run_cli, writable_dir
+from kerasdl.errors import non_negative_float, positive, progress, run_cli, writable_dir
 
 log = logging.getLogger("kerasdl.toy")
 
@@ -75,8 +76,11 @@ def compare(cfg: ToyConfig) -> dict:
         for model_name in MODELS:
             runs = []
             for seed in range(cfg.seeds):
-                log.info("toy: %s on %s, seed %d", model_name, fn, seed)
+                start = time.perf_counter()
                 runs.append(train_keras(model_name, toy, seed, cfg, cfg.run_dir / fn / model_name / f"seed{seed}"))
+                log.info("toy: %s on %s, seed %d of %d: test MSE %.4g after %d steps (%.1f s)", model_name, fn,
+                         seed + 1, cfg.seeds, runs[-1]["test_mse"], cfg.epochs * cfg.steps_per_epoch,
+                         time.perf_counter() - start)
             finals = np.array([r["test_mse"] for r in runs])
             results[fn][model_name] = {
                 "median": float(np.median(finals)), "min": float(finals.min()), "max": float(finals.max()),
@@ -194,14 +198,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=positive(int), default=d.n_train, help=f"training points (default {d.n_train})")
     p.add_argument("--n-test", type=positive(int), default=d.n_test, help=f"test points (default {d.n_test})")
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"output directory (default {d.run_dir})")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress lines on stderr (stdout keeps only the JSON summary either way)")
     return p
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    quiet = vars(args).pop("quiet")
     cfg = ToyConfig(**{**vars(args), "functions": tuple(dict.fromkeys(args.functions))})
-    print(json.dumps(run(cfg)))
+    with progress(quiet):
+        summary = run(cfg)
+    print(json.dumps(summary))
     return 0
 
 

@@ -25,9 +25,10 @@ def test_encoder_then_decoder_is_the_full_model(arch):
 @pytest.fixture(scope="module")
 def short_run(real_mnist, tmp_path_factory):
     work = tmp_path_factory.mktemp("ae")
-    proc = run_module("kerasdl.autoencoder", "--limit", 10000, "--epochs", 12, "--arch", "deep",
+    proc = run_module("kerasdl.autoencoder", "--quiet", "--limit", 10000, "--epochs", 12, "--arch", "deep",
                       "--run-dir", work / "run", "--export-dir", work / "models")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr == "" and len(proc.stdout.strip().splitlines()) == 1  # --quiet: the JSON line only
     return work, last_json(proc.stdout)
 
 

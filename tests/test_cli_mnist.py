@@ -25,6 +25,7 @@ def trained(request, real_mnist, tmp_path_factory):
     proc = run_module("kerasdl.mnist", name, "--limit", 3000, "--epochs", 1, "--quiet",
                       "--run-dir", work / "run", "--export-dir", work / "models")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr == "" and len(proc.stdout.strip().splitlines()) == 1  # --quiet: the JSON line only
     return name, work, last_json(proc.stdout)
 
 

@@ -42,6 +42,9 @@ def test_measured_gradients_are_the_ones_training_applies(tmp_path, fake_mnist):
 
 def test_theory_cli_writes_figures_and_json(tmp_path, fake_mnist):
     proc = run_module("kerasdl.theory", "--steps", 5, "--mlp-images", 300, "--run-dir", tmp_path)
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("theory: ")]
+    assert len(progress) == 6 and "mlp, he_normal initialisation: loss" in progress[-1], proc.stderr[-2000:]
+    assert len(proc.stdout.strip().splitlines()) == 1  # progress on stderr, only the JSON on stdout
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = last_json(proc.stdout)
     for png in summary["figures"].values():

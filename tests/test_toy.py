@@ -52,6 +52,9 @@ def test_convnet_beats_linear_on_max_and_depends_on_initialisation(small_compari
 
 def test_toy_cli_writes_figure_table_and_json(tmp_path):
     proc = run_module("kerasdl.toy", "--functions", "f1", "--seeds", 2, "--iterations", 100, "--run-dir", tmp_path)
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("toy: ")]
+    assert len(progress) == 4 and progress[-1].startswith("toy: toy_cnn on f1, seed 2 of 2: test MSE"), proc.stderr
+    assert len(proc.stdout.strip().splitlines()) == 1
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = last_json(proc.stdout)
     assert Path(summary["figure"]).stat().st_size > 20_000

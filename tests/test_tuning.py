@@ -22,6 +22,11 @@ def lr_search(real_mnist, tmp_path_factory):
     args = [*LR_ARGS, "--run-root", root / "runs", "--export-dir", root / "models"]
     proc = run_module("tuning", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = [line for line in proc.stderr.splitlines() if line.startswith("tuning lr: trial ")]
+    assert [t.split(" (")[0] for t in trials] == [f"tuning lr: trial {n} of 3" for n in (1, 2, 3)], proc.stderr[-3000:]
+    assert "best so far" in trials[-1] and "left" in trials[-1]
+    assert "Search: Running Trial #3" in proc.stderr  # Keras Tuner's own lines, on stderr
+    assert len(proc.stdout.strip().splitlines()) == 1
     return root, args, last_json(proc.stdout)
 
 
@@ -50,8 +55,9 @@ def test_lr_search_runs_every_trial_and_flags_lr_10(lr_search):
 def test_rerun_without_overwrite_does_not_redo_finished_trials(lr_search):
     root, args, first = lr_search
     stamps = {t["trial_id"]: Path(t["history_csv"]).stat().st_mtime_ns for t in first["trials"]}
-    proc = run_module("tuning", *args)
+    proc = run_module("tuning", *args, "--quiet")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr == "" and len(proc.stdout.strip().splitlines()) == 1
     again = last_json(proc.stdout)
     assert {t["trial_id"] for t in again["trials"]} == set(stamps)
     assert {t["trial_id"]: Path(t["history_csv"]).stat().st_mtime_ns for t in again["trials"]} == stamps

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
-from kerasdl.errors import non_negative_float, positive, run_cli, writable_dir
+from kerasdl.errors import non_negative_float, positive, progress, run_cli, writable_dir
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,6 +45,8 @@ def parser() -> argparse.ArgumentParser:
                    help="searches go to RUN_ROOT/<kind>/ (default runs/tuning)")
     p.add_argument("--export-dir", type=Path, default=d.export_dir,
                    help="the best model goes to EXPORT_DIR/mlp_best_<kind>/ (default saved_models)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress lines on stderr (stdout keeps only the JSON summary either way)")
     return p
 
 
@@ -54,7 +55,7 @@ DEFAULT_EPOCHS = {"lr": 50, "depth": 20}
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    quiet = vars(args).pop("quiet")
     from tuning.search import SearchConfig, search
 
     writable_dir(args.run_root, "--run-root")
@@ -62,7 +63,9 @@ def main(argv=None) -> int:
     values = vars(args)
     cfg = SearchConfig(**{**values, "lrs": tuple(dict.fromkeys(args.lrs)), "depths": tuple(dict.fromkeys(args.depths)),
                           "epochs": args.epochs or DEFAULT_EPOCHS[args.kind]})
-    print(json.dumps(search(cfg)))
+    with progress(quiet):
+        summary = search(cfg, verbose=0 if quiet else 1)
+    print(json.dumps(summary))
     return 0
 
 

@@ -8,9 +8,11 @@ validation and test curves in runs/tuning/<search>/trials/<hyperparameters>/hist
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,8 @@ import keras_tuner as kt
 
 from kerasdl import artifacts, data, models, training
 from kerasdl.summary import config_json, write as write_summary, write_text
+
+log = logging.getLogger("tuning")
 
 
 @dataclass
@@ -63,6 +67,7 @@ class MLPHyperModel(kt.HyperModel):
     def __init__(self, cfg: SearchConfig, test: tuple):
         super().__init__(name=f"mlp_{cfg.kind}")
         self.cfg, self.test = cfg, test  # the test set is only recorded per epoch, never tuned on
+        self.started, self.trials_done, self.best = time.perf_counter(), 0, None
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         cfg = self.cfg
@@ -82,7 +87,7 @@ class MLPHyperModel(kt.HyperModel):
         run_dir = self.cfg.directory / "trials" / trial_name(hp)
         split = data.Split(x, y, *validation_data, *self.test)
         fit_cfg = training.FitConfig(epochs=epochs, batch_size=batch_size, seed=self.cfg.seed,
-                                     terminate_on_nan=True, tensorboard=False, verbose=verbose,
+                                     terminate_on_nan=True, tensorboard=False, verbose=2 if verbose else 0,
                                      title=f"MLP, {trial_name(hp)}")
         # Keras Tuner built (and compiled, at a constant rate) the model already: fit takes it as it is.
         result = training.fit(lambda steps_per_epoch: model, split, run_dir, fit_cfg, callbacks=callbacks,
@@ -100,7 +105,26 @@ class MLPHyperModel(kt.HyperModel):
             "history_plot": str(result.history_plot),
         }
         write_text(run_dir / "trial.json", json.dumps(record, indent=2))
+        self._report_trial(hp, result.history)
         return result.keras_history
+
+    def _report_trial(self, hp, history: list[dict]) -> None:
+        """One line per finished trial: n of N, its hyperparameters and score, the best so far, time left."""
+        self.trials_done += 1
+        total = len(self.cfg.lrs if self.cfg.kind == "lr" else self.cfg.depths)
+        score = max((r.get("val_accuracy", 0.0) for r in history), default=0.0)
+        if self.best is None or score > self.best[1]:
+            self.best = (trial_name(hp), score)
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / self.trials_done * max(total - self.trials_done, 0)
+        log.info("tuning %s: trial %d of %d (%s) best val_accuracy %.4f; best so far %s %.4f; "
+                 "elapsed %s, about %s left", self.cfg.kind, self.trials_done, total, trial_name(hp), score,
+                 *self.best, _clock(elapsed), _clock(left))
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 def make_tuner(cfg: SearchConfig, hypermodel: MLPHyperModel) -> kt.GridSearch:
@@ -175,8 +199,12 @@ def draw(cfg: SearchConfig, rows: list[dict]) -> dict[str, Path]:
     return out
 
 
-def search(cfg: SearchConfig) -> dict:
-    """Run (or resume) the grid search, then tabulate, draw and export the best model."""
+def search(cfg: SearchConfig, verbose: int = 0) -> dict:
+    """Run (or resume) the grid search, then tabulate, draw and export the best model.
+
+    `verbose=1`: Keras Tuner's own trial lines, one line per epoch, and our line per trial
+    (n of N, best so far, elapsed and time left); 0: silent.
+    """
     cfg.directory.mkdir(parents=True, exist_ok=True)
     split = data.mnist_split("flat", limit=cfg.limit, validation_size=cfg.validation_size)
     hypermodel = MLPHyperModel(cfg, test=(split.x_test, split.y_test))
@@ -184,7 +212,7 @@ def search(cfg: SearchConfig) -> dict:
     board = keras.callbacks.TensorBoard(str(cfg.directory / "tensorboard"), write_graph=False)
     start = time.perf_counter()
     tuner.search(split.x_train, split.y_train, validation_data=(split.x_val, split.y_val),
-                 epochs=cfg.epochs, batch_size=cfg.batch_size, callbacks=[board], verbose=0)
+                 epochs=cfg.epochs, batch_size=cfg.batch_size, callbacks=[board], verbose=verbose)
     seconds = time.perf_counter() - start
     if kt_role() == "worker":
         return {"role": "worker", "tuner_id": tuner.tuner_id, "seconds": round(seconds, 1)}
@@ -192,7 +220,10 @@ def search(cfg: SearchConfig) -> dict:
     md, csv_path = write_tables(cfg, rows)
     figs = draw(cfg, rows)
     best_hp = tuner.get_best_hyperparameters(1)[0]
-    best_model = tuner.get_best_models(1)[0]
+    with warnings.catch_warnings():
+        # The best checkpoint is reloaded for evaluation and export only; its optimizer state is not needed.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        best_model = tuner.get_best_models(1)[0]
     best_eval = best_model.evaluate(split.x_test, split.y_test, batch_size=1000, verbose=0, return_dict=True)
     card = {
         "description": f"The MLP whose {cfg.hp_name} won the Keras Tuner grid search (section 2.5.4).",

@@ -1,0 +1,66 @@
+"""Progress on every long run: on stderr, in Keras' own formats; --quiet silences it; stdout keeps the JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_module
+
+# (command, arguments, a progress line that must appear); the other CLIs are checked in their own tests
+CASES = {
+    "mnist": (["kerasdl.mnist", "linear", "--limit", 600, "--epochs", 2], "val_accuracy"),
+    "autoencoder": (["kerasdl.autoencoder", "--limit", 600, "--epochs", 1, "--arch", "shallow"],
+                    "autoencoder: training the shallow autoencoder for 1 epochs"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_progress_goes_to_stderr_and_the_json_stays_alone_on_stdout(name, real_mnist, tmp_path):
+    args, marker = CASES[name]
+    dirs = ["--run-dir", tmp_path / "run", "--export-dir", tmp_path / "models"]
+    proc = run_module(*args, *dirs)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert marker in proc.stderr
+    if name == "mnist":
+        assert proc.stderr.count("val_accuracy") == 2  # one Keras progress line per epoch
+    (line,) = proc.stdout.strip().splitlines()
+    assert isinstance(json.loads(line), dict)
+
+
+@pytest.mark.parametrize("args", [["kerasdl.theory", "--steps", 2, "--mlp-images", 100, "--mlp-units", 8],
+                                  ["kerasdl.toy", "--functions", "f1", "--seeds", 1, "--iterations", 20]],
+                         ids=["theory", "toy"])
+def test_quiet_prints_nothing_but_the_json(args, real_mnist, tmp_path):
+    proc = run_module(*args, "--run-dir", tmp_path, "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr == ""
+    (line,) = proc.stdout.strip().splitlines()
+    assert isinstance(json.loads(line), dict)
+
+
+def test_report_progress_says_elapsed_and_time_left(tmp_path):
+    """The second time a stage runs, its line carries the last run's duration and an estimate."""
+    from kerasdl import report
+
+    calls = []
+    stage = report.Stage("toy", tmp_path / "toy" / "summary.json", lambda: calls.append(1) or {"config": {}})
+    timings = tmp_path / "report_timings.json"
+    timings.write_text(json.dumps({"toy": 125.0}))
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    log = logging.getLogger("kerasdl.report")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        report.run_stages([stage], fresh=True, timings_path=timings)
+    finally:
+        log.removeHandler(handler)
+    assert calls == [1]
+    assert records[0].startswith("[1/1] toy: running (last run took 2 min 05 s;") and "about 2 min 05 s left" in records[0]
+    assert records[1].startswith("[1/1] toy: done in ")
+    assert "toy" in json.loads(timings.read_text())
