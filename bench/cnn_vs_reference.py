@@ -65,11 +65,13 @@ def train_reference(epochs: int, limit: int | None, export_dir: Path) -> dict:
             "train_images": int(len(x_train) * 0.9), "saved_model": str(exported.saved_model)}
 
 
-def train_ours(epochs: int | None, limit: int | None, export_dir: Path, run_dir: Path) -> dict:
+def train_ours(epochs: int | None, limit: int | None, export_dir: Path, run_dir: Path,
+               precision: str = "float32") -> dict:
     cfg = mnist.config_for("cnn", epochs=epochs, limit=limit, export_dir=export_dir, run_dir=run_dir,
-                           name="cnn_bench", restart=True)
+                           name="cnn_bench", restart=True, precision=precision)
     summary = mnist.train(cfg, verbose=0)
-    return {"name": "kerasdl cnn", "epochs": cfg.epochs, "train_seconds": summary["train_seconds"],
+    name = "kerasdl cnn" + ("" if precision == "float32" else f" ({precision})")
+    return {"name": name, "precision": precision, "epochs": cfg.epochs, "train_seconds": summary["train_seconds"],
             "test_accuracy": summary["test_accuracy"], "train_images": summary["train_images"],
             "saved_model": summary["saved_model"]}
 
@@ -113,6 +115,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python bench/cnn_vs_reference.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="1 epoch on 2,000 images each (a smoke test, not a benchmark)")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="where the JSON and table go (default runs/bench)")
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default="float32",
+                   help="Keras dtype policy of our cnn (default float32); the reference stays float32, as published")
     args = p.parse_args(argv)
     out = writable_dir(args.out, "--out")
     epochs_ref, epochs_ours, limit = (1, 1, 2000) if args.quick else (15, None, None)
@@ -120,7 +124,7 @@ def main(argv=None) -> int:
     print("bench: training the keras.io reference", file=sys.stderr)
     ref = train_reference(epochs_ref, limit, out / "models")
     print("bench: training kerasdl cnn (its defaults)", file=sys.stderr)
-    ours = train_ours(epochs_ours, limit, out / "models", out / "cnn_bench")
+    ours = train_ours(epochs_ours, limit, out / "models", out / "cnn_bench", args.precision)
     (_, _), (x_test, _) = data.load_mnist()
     images = data.to_model_input(x_test[:1000], "image")
     for row in (ref, ours):

@@ -66,13 +66,14 @@ def _export_saved_model(model: keras.Model, path: Path) -> None:
     `model.export()` serves `model.__call__` without `training=False`, and Keras'
     RandomTranslation (the convnet's shift augmentation) defaults to training mode, so the
     exported convnet would shift every image it is asked about. Here the endpoint says
-    `training=False`: dropout and augmentation are off, as in `model.predict`.
+    `training=False`: dropout and augmentation are off, as in `model.predict`. It takes float32
+    and returns float32 whatever precision policy the model was trained under.
     """
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
         name="serve",
-        fn=lambda x: model(x, training=False),
+        fn=lambda x: tf.cast(model(x, training=False), tf.float32),  # float32 out whatever the policy
         input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="inputs")],
     )
     archive.write_out(str(path), verbose=False)

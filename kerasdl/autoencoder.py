@@ -40,6 +40,7 @@ class AutoencoderConfig:
     validation_size: float | None = None
     seed: int = 0
     neighbours: int = 5
+    precision: str = "float32"  # Keras dtype policy (training.precision_policy)
     run_dir: Path = field(default_factory=lambda: Path("runs/autoencoder"))
     export_dir: Path = field(default_factory=lambda: Path("saved_models"))
 
@@ -70,6 +71,7 @@ def train_autoencoder(arch: str, split, cfg: AutoencoderConfig, verbose="auto"):
 
     as_targets = data.Split(split.x_train, split.x_train, split.x_val, split.x_val, split.x_test, split.x_test)
     fit_cfg = training.FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, verbose=verbose,
+                                 precision=cfg.precision,
                                  title=f"{arch} autoencoder (MSE)")
     return training.fit(make, as_targets, cfg.run_dir / arch, fit_cfg)
 
@@ -111,6 +113,7 @@ def run(cfg: AutoencoderConfig, verbose="auto") -> dict:
         codes[arch], reconstructions[f"{arch} AE"] = test_codes, recon[:10]
         suffix = "" if arch == "deep" else f"_{arch}"
         card = {"data": {"dataset": "MNIST", "train_images": int(len(split.x_train)), "test_images": int(len(x_test))},
+                "precision": cfg.precision,
                 "training": config_json(cfg),
                 "results": {k: methods[arch][k] for k in ("reconstruction_mse", "knn_accuracy", "silhouette",
                                                           "epochs", "train_seconds")},
@@ -132,6 +135,7 @@ def run(cfg: AutoencoderConfig, verbose="auto") -> dict:
     ratio = {arch: methods[arch]["reconstruction_mse"] / methods["pca"]["reconstruction_mse"] for arch in cfg.archs}
     summary = {
         "section": "2.6",
+        "precision": cfg.precision,
         "methods": methods,
         "mse_ratio_to_pca": ratio,
         "figures": {"latent": str(latent_png), "reconstructions": str(recon_png)},
@@ -164,6 +168,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-size", type=positive(float),
                    help="validation images carved from training: count or fraction (default 5000 or 10%%)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default=d.precision,
+                   help="Keras dtype policy (default float32); codes and reconstructions stay float32")
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"figures, histories, JSON (default {d.run_dir})")
     p.add_argument("--export-dir", type=Path, default=d.export_dir,
                    help="SavedModels autoencoder/, encoder/, decoder/ go here (default saved_models)")

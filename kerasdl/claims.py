@@ -210,7 +210,8 @@ def lr_1_collapses(r):
     peak, final = max(curve), curve[-1]
     return Claim("2.5.4", "Learning rate 1 collapses after a while.",
                  f"lr 1: best validation accuracy {peak:.3f}, final {final:.3f} after {t['epochs_run']} epochs"
-                 f"{', diverged (NaN loss)' if t['diverged'] else ''}.",
+                 f"{', diverged (NaN loss)' if t['diverged'] else ''}"
+                 f"{', stopped at chance (never learned)' if t.get('stopped_at_chance') else ''}.",
                  verdict(peak > 0.5 and (final < 0.5 * peak or t["diverged"]), final < peak - 0.02))
 
 
@@ -223,7 +224,7 @@ def lr_10_at_chance(r):
     return Claim("2.5.4", "Learning rate 10 stays at chance from the start.",
                  f"lr 10: validation accuracy per epoch {', '.join(format(v, '.3f') for v in curve[:5])}"
                  f"{' ...' if len(curve) > 5 else ''}; {'diverged (NaN loss), ' if t['diverged'] else ''}"
-                 f"{t['epochs_run']} epochs run.",
+                 f"{'stopped at chance after ' if t.get('stopped_at_chance') else ''}{t['epochs_run']} epochs run.",
                  verdict(all(v < 0.2 for v in curve)))
 
 

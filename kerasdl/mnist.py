@@ -43,6 +43,7 @@ class MnistConfig:
     restart: bool = False
     distribute: str = "none"
     jit_compile: bool = False
+    precision: str = "float32"  # Keras dtype policy: float32 (the write-up's numbers), mixed_bfloat16, mixed_float16
 
     @property
     def run_name(self) -> str:
@@ -109,7 +110,7 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
 
     fit_cfg = training.FitConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, restart=cfg.restart,
-        distribute=cfg.distribute, verbose=verbose, title=f"{cfg.run_name} on MNIST",
+        distribute=cfg.distribute, precision=cfg.precision, verbose=verbose, title=f"{cfg.run_name} on MNIST",
     )
     result = training.fit(make_model_fn(cfg), split, run_dir, fit_cfg)
     test_loss, test_accuracy = result.model.evaluate(split.x_test, split.y_test, batch_size=1000, verbose=0)
@@ -122,7 +123,7 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
                           "the test images are only evaluated"},
         "training": config_json(cfg),
         "results": {"test_accuracy": round(float(test_accuracy), 5), "test_loss": round(float(test_loss), 5),
-                    "epochs": cfg.epochs, "train_seconds": round(result.train_seconds, 2),
+                    "precision": cfg.precision, "epochs": cfg.epochs, "train_seconds": round(result.train_seconds, 2),
                     "replicas": result.replicas, "params": int(result.model.count_params())},
         "how_the_recipe_was_chosen": cards.RECIPES.get(cfg.model, "custom flags: " + json.dumps(config_json(cfg))),
         "serving": "inputs float32 in [0, 1], shape " + ("(N, 784)" if LAYOUT[cfg.model] == "flat" else "(N, 28, 28, 1)")
@@ -135,7 +136,9 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
         "epochs": cfg.epochs,
         "test_accuracy": round(float(test_accuracy), 5),
         "test_loss": round(float(test_loss), 5),
+        "precision": cfg.precision,
         "train_seconds": round(result.train_seconds, 2),
+        "seconds_per_epoch": round(result.train_seconds / max(1, len(result.history) - result.resumed_from_epoch), 3),
         "train_images": int(len(split.x_train)),
         "params": int(result.model.count_params()),
         "resumed_from_epoch": result.resumed_from_epoch,
@@ -186,6 +189,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--distribute", choices=["none", "mirrored", "multiworker"],
                    help="tf.distribute strategy: none, mirrored (GPUs of one machine), multiworker (TF_CONFIG)")
     p.add_argument("--jit-compile", action="store_true", default=None, help="compile the train step with XLA")
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"],
+                   help="Keras dtype policy: float32 (default, the write-up's numbers); mixed_bfloat16 (CPUs with "
+                   "AVX-512 BF16/AMX, TPUs, recent GPUs); mixed_float16 (GPUs, with loss scaling). The output layer "
+                   "and the exported model stay float32")
     p.add_argument("--quiet", action="store_true",
                    help="no progress (Keras' per-epoch bar goes to stderr otherwise; stdout keeps the JSON line)")
     return p

@@ -1,7 +1,9 @@
 """Every Keras model of the write-up, as pure builder functions (no training, no I/O).
 
 Classifiers take MNIST as float32 in [0, 1]: flat (N, 784) for `linear` and `mlp`,
-(N, 28, 28, 1) for `cnn`; all end in a 10-way softmax.
+(N, 28, 28, 1) for `cnn`; all end in a 10-way softmax. Output layers (softmax, sigmoid, the
+autoencoder's 2-D code) always compute in float32, as Keras advises under a mixed-precision
+policy (training.precision_policy): the other layers follow the policy.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ OPTIMIZERS = ("adam", "sgd")
 def linear() -> keras.Model:
     """Softmax regression: one Dense(10, softmax) on the 784 pixels."""
     return keras.Sequential(
-        [keras.Input((784,)), layers.Dense(10, activation="softmax", name="softmax")],
+        [keras.Input((784,)), layers.Dense(10, activation="softmax", dtype="float32", name="softmax")],
         name="linear",
     )
 
@@ -29,7 +31,8 @@ def mlp(hidden_layers: int = 1, units: int = 512, activation: str = "relu",
         layers.Dense(units, activation=activation, kernel_initializer=kernel_initializer, name=f"hidden{i + 1}")
         for i in range(hidden_layers)
     ]
-    softmax = layers.Dense(10, activation="softmax", kernel_initializer=kernel_initializer, name="softmax")
+    softmax = layers.Dense(10, activation="softmax", kernel_initializer=kernel_initializer, dtype="float32",
+                           name="softmax")
     return keras.Sequential([keras.Input((784,)), *hidden, softmax], name="mlp")
 
 
@@ -52,7 +55,7 @@ def cnn(filters: tuple[int, ...] = (32, 64), dense_units: int = 256, dropout: fl
         layers.Dropout(dropout, name="dropout1"),
         layers.Dense(dense_units, activation="relu", name="dense"),
         layers.Dropout(dropout, name="dropout2"),
-        layers.Dense(10, activation="softmax", name="softmax"),
+        layers.Dense(10, activation="softmax", dtype="float32", name="softmax"),
     ]
     return keras.Sequential([keras.Input((28, 28, 1)), *body, *head], name="cnn")
 
@@ -132,12 +135,12 @@ def autoencoder(arch: str = "deep", latent_dim: int = 2) -> keras.Model:
     widths = {"deep": (512, 128), "shallow": ()}[arch]
     encoder = keras.Sequential(
         [keras.Input((784,)), *[layers.Dense(w, activation="relu") for w in widths],
-         layers.Dense(latent_dim, name="latent")],
+         layers.Dense(latent_dim, dtype="float32", name="latent")],
         name="encoder",
     )
     decoder = keras.Sequential(
         [keras.Input((latent_dim,)), *[layers.Dense(w, activation="relu") for w in reversed(widths)],
-         layers.Dense(784, activation="sigmoid", name="pixels")],
+         layers.Dense(784, activation="sigmoid", dtype="float32", name="pixels")],
         name="decoder",
     )
     return keras.Sequential([keras.Input((784,)), encoder, decoder], name=f"autoencoder_{arch}")

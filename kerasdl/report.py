@@ -90,7 +90,10 @@ def config_differences(stage: Stage, summary: dict) -> dict:
     from kerasdl.summary import config_json
 
     want = json.loads(json.dumps(config_json(stage.config))) if stage.config is not None else {}
-    have = summary.get("config") or {}
+    have = dict(summary.get("config") or {})
+    if stage.config is not None:  # a key added since that summary was written counts as its default
+        defaults = json.loads(json.dumps(config_json(type(stage.config)())))
+        have = {**{k: v for k, v in defaults.items() if k not in have}, **have}
     keys = (set(want) | set(have)) - IGNORED_KEYS
     return {k: (want.get(k), have.get(k)) for k in sorted(keys) if want.get(k) != have.get(k)}
 

@@ -13,6 +13,7 @@ import contextlib
 import csv
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -29,6 +30,7 @@ from kerasdl import plots
 from kerasdl.data import Split
 
 DISTRIBUTE = ("none", "mirrored", "multiworker")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclass
@@ -44,6 +46,7 @@ class FitConfig:
     tensorboard: bool = True
     backup: bool = True  # BackupAndRestore each epoch (resume after a crash); off for many tiny runs
     distribute: str = "none"
+    precision: str = "float32"  # a Keras dtype policy: float32, mixed_bfloat16 or mixed_float16
     verbose: int | str = "auto"
     title: str = ""
 
@@ -60,6 +63,36 @@ class FitResult:
     resumed_from_epoch: int = 0
     replicas: int = 1
     keras_history: keras.callbacks.History | None = None
+
+
+def bf16_supported() -> bool | None:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX); None when it cannot be told."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@contextlib.contextmanager
+def precision_policy(name: str):
+    """Models built inside use the Keras dtype policy `name`; the previous global policy comes back after.
+
+    mixed_bfloat16 and mixed_float16 compute in 16 bits and keep float32 weights; under
+    mixed_float16 Keras wraps the optimizer in a LossScaleOptimizer at compile time. On a
+    CPU without native bfloat16 the policy still works, slowly: one warning says so.
+    """
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}: use one of {', '.join(PRECISIONS)}")
+    if name == "mixed_bfloat16" and not tf.config.list_logical_devices("GPU") and bf16_supported() is False:
+        logging.getLogger("kerasdl.training").warning(
+            "this CPU has no native bfloat16 (no avx512_bf16/amx_bf16): mixed_bfloat16 will be slower than float32")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def seed_everything(seed: int) -> None:
@@ -128,12 +161,21 @@ def _prepare_multiworker(model: keras.Model, strategy, data: Split) -> None:
     model._distribute_strategy = None
 
 
+def _cell(key: str, value: str):
+    if key == "epoch":
+        return int(value)
+    try:
+        return float(value)
+    except ValueError:
+        return value  # e.g. the precision policy
+
+
 def read_history(path: Path) -> list[dict]:
-    """Rows of a history.csv as dicts of floats (epoch as int)."""
+    """Rows of a history.csv as dicts of floats (epoch as int, text columns as text)."""
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: _cell(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def write_history(rows: list[dict], path: Path) -> None:
@@ -156,9 +198,10 @@ class EpochRecorder(keras.callbacks.Callback):
     the run (re)starts; rows from it on belong to a run that did not finish, and are dropped.
     """
 
-    def __init__(self, csv_path: Path, test: tuple[np.ndarray, np.ndarray] | None, batch_size: int):
+    def __init__(self, csv_path: Path, test: tuple[np.ndarray, np.ndarray] | None, batch_size: int,
+                 precision: str = "float32"):
         super().__init__()
-        self.csv_path, self.test, self.batch_size = csv_path, test, batch_size
+        self.csv_path, self.test, self.batch_size, self.precision = csv_path, test, batch_size, precision
         self.rows: list[dict] = []
         self.initial_epoch: int | None = None
         self.test_seconds = 0.0
@@ -179,7 +222,7 @@ class EpochRecorder(keras.callbacks.Callback):
                 scores = self.model.evaluate(x, y, batch_size=max(self.batch_size, 1000), verbose=0, return_dict=True)
             self.test_seconds += time.perf_counter() - start
             logs.update({f"test_{k}": v for k, v in scores.items()})
-        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
+        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in logs.items()}, "precision": self.precision})
         write_history(self.rows, self.csv_path)
 
 
@@ -264,13 +307,13 @@ def fit(make_model: Callable[[int], keras.Model], data: Split, run_dir, config: 
     strategy = strategy_for(config.distribute)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     steps = math.ceil(len(data.x_train) / global_batch)  # optimizer steps per epoch, all replicas together
-    with strategy.scope():
+    with strategy.scope(), precision_policy(config.precision):
         model = make_model(steps)
     if not model.built:
         model.build((None, *data.input_shape))
 
     test = (data.x_test, data.y_test) if config.test_curve and data.x_test is not None else None
-    recorder = EpochRecorder(csv_path, test, config.batch_size)
+    recorder = EpochRecorder(csv_path, test, config.batch_size, config.precision)
     shared = [recorder]  # first: the epoch's row is written before BackupAndRestore marks the epoch done
     if config.backup:
         shared.append(AtomicBackupAndRestore(str(backup_dir)))
@@ -300,7 +343,8 @@ def fit(make_model: Callable[[int], keras.Model], data: Split, run_dir, config: 
     train_seconds = time.perf_counter() - start - recorder.test_seconds
 
     rows = recorder.rows
-    plots.history(rows, png_path, title=config.title or model.name)
+    title = config.title or model.name
+    plots.history(rows, png_path, title=title if config.precision == "float32" else f"{title} ({config.precision})")
     return FitResult(
         model=model, history=rows, train_seconds=train_seconds, history_csv=csv_path,
         history_plot=png_path, run_dir=run_dir, diverged=_diverged(rows),

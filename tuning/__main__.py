@@ -40,6 +40,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-size", type=positive(float),
                    help="validation images carved from training: count or fraction (default 5000 or 10%%)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of every trial (default 0)")
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default=d.precision,
+                   help="Keras dtype policy of every trial (default float32, the write-up's numbers)")
+    p.add_argument("--no-prune", dest="prune", action="store_false",
+                   help="run every trial to the end (default: a trial whose validation accuracy stays at or below "
+                   "0.2 for its first 5 epochs stops there and is flagged stopped_at_chance)")
     p.add_argument("--overwrite", action="store_true", help="discard finished trials and start the search over")
     p.add_argument("--run-root", type=Path, default=d.run_root,
                    help="searches go to RUN_ROOT/<kind>/ (default runs/tuning)")

@@ -43,6 +43,8 @@ class SearchConfig:
     limit: int | None = None
     validation_size: float | None = None
     seed: int = 0
+    precision: str = "float32"  # Keras dtype policy of every trial (training.precision_policy)
+    prune: bool = True  # stop a trial whose validation accuracy stays at chance (StopAtChance)
     overwrite: bool = False
     run_root: Path = field(default_factory=lambda: Path("runs/tuning"))
     export_dir: Path = field(default_factory=lambda: Path("saved_models"))
@@ -59,6 +61,29 @@ class SearchConfig:
 def trial_name(hp: kt.HyperParameters) -> str:
     """A directory name that says which hyperparameters a trial ran with, e.g. 'lr=0.001'."""
     return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hp.values.items()))
+
+
+class StopAtChance(keras.callbacks.Callback):
+    """Stop a trial whose validation accuracy stayed at chance level through its first `epochs` epochs.
+
+    Rates like 1 and 10 sit at chance (0.1 on MNIST) from the first epoch; 50 epochs of them
+    teach nothing. The rule looks only at the first `epochs` epochs and only once: a trial that
+    learned (above `threshold` at any of them) and later collapses runs to the end, since when
+    that happens is exactly the write-up's question.
+    """
+
+    def __init__(self, epochs: int = 5, threshold: float = 0.2):
+        super().__init__()
+        self.epochs, self.threshold = epochs, threshold
+        self.best, self.stopped = 0.0, False
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracy = (logs or {}).get("val_accuracy")
+        if accuracy is not None and math.isfinite(accuracy):
+            self.best = max(self.best, accuracy)
+        if epoch + 1 == self.epochs and self.best <= self.threshold:
+            self.stopped = True
+            self.model.stop_training = True
 
 
 class MLPHyperModel(kt.HyperModel):
@@ -78,8 +103,9 @@ class MLPHyperModel(kt.HyperModel):
         # Keras Tuner builds before it fits: seed here so a trial's initial weights depend on
         # its seed alone, not on which trials this process ran before it.
         training.seed_everything(cfg.seed)
-        model = models.mlp(hidden_layers=depth, units=cfg.units, activation=cfg.activation)
-        return models.compile_classifier(model, cfg.optimizer, lr, cfg.momentum)
+        with training.precision_policy(cfg.precision):  # Keras Tuner builds here, before fit
+            model = models.mlp(hidden_layers=depth, units=cfg.units, activation=cfg.activation)
+            return models.compile_classifier(model, cfg.optimizer, lr, cfg.momentum)
 
     def fit(self, hp, model, x, y, validation_data, epochs, batch_size, callbacks=None, verbose=0, **kwargs):
         """`tuner.search(x, y, validation_data=..., epochs=..., batch_size=...)` lands here; any other
@@ -88,7 +114,9 @@ class MLPHyperModel(kt.HyperModel):
         split = data.Split(x, y, *validation_data, *self.test)
         fit_cfg = training.FitConfig(epochs=epochs, batch_size=batch_size, seed=self.cfg.seed,
                                      terminate_on_nan=True, tensorboard=False, verbose=2 if verbose else 0,
-                                     title=f"MLP, {trial_name(hp)}")
+                                     precision=self.cfg.precision, title=f"MLP, {trial_name(hp)}")
+        chance = StopAtChance() if self.cfg.prune else None
+        callbacks = [*(callbacks or []), *([chance] if chance else [])]
         # Keras Tuner built (and compiled, at a constant rate) the model already: fit takes it as it is.
         result = training.fit(lambda steps_per_epoch: model, split, run_dir, fit_cfg, callbacks=callbacks,
                               fit_kwargs=kwargs)
@@ -97,6 +125,7 @@ class MLPHyperModel(kt.HyperModel):
             "hyperparameters": dict(hp.values),
             "tuner_id": os.environ.get("KERASTUNER_TUNER_ID", "tuner0"),
             "diverged": result.diverged,
+            "stopped_at_chance": bool(chance and chance.stopped),
             "epochs_run": epochs_run,
             "train_seconds": round(result.train_seconds, 2),
             "seconds_per_epoch": round(result.train_seconds / max(epochs_run - result.resumed_from_epoch, 1), 3),
@@ -165,12 +194,13 @@ def trial_rows(cfg: SearchConfig, tuner: kt.GridSearch) -> list[dict]:
 def markdown_table(key: str, rows: list[dict]) -> str:
     """The ranked results table (the report renders it from the summary's trials too)."""
     head = (f"| rank | {key} | best val acc | final test acc | final train loss | epochs run | diverged | "
-            "params | s/epoch |\n|---|---|---|---|---|---|---|---|---|\n")
+            "stopped at chance | params | s/epoch |\n|---|---|---|---|---|---|---|---|---|---|\n")
     fmt = lambda v, spec: "nan" if v is None else format(v, spec)  # noqa: E731
     body = "".join(
         f"| {i + 1} | {r['hyperparameters'][key]:g} | {r['best']['val_accuracy']:.4f} | "
         f"{fmt(r['final']['test_accuracy'], '.4f')} | {fmt(r['final']['loss'], '.4g')} | {r['epochs_run']} | "
-        f"{'yes' if r['diverged'] else 'no'} | {r['params']} | {r['seconds_per_epoch']:.2f} |\n"
+        f"{'yes' if r['diverged'] else 'no'} | {'yes' if r.get('stopped_at_chance') else 'no'} | {r['params']} | "
+        f"{r['seconds_per_epoch']:.2f} |\n"
         for i, r in enumerate(rows))
     return head + body
 
@@ -180,7 +210,8 @@ def write_tables(cfg: SearchConfig, rows: list[dict]) -> tuple[Path, Path]:
     write_text(md, markdown_table(cfg.hp_name, rows))
     flat = [{cfg.hp_name: r["hyperparameters"][cfg.hp_name], "objective_val_accuracy": r["objective_val_accuracy"],
              **{f"final_{k}": v for k, v in r["final"].items()}, "best_test_accuracy": r["best"]["test_accuracy"],
-             "diverged": r["diverged"], "epochs_run": r["epochs_run"], "params": r["params"],
+             "diverged": r["diverged"], "stopped_at_chance": r.get("stopped_at_chance", False),
+             "epochs_run": r["epochs_run"], "params": r["params"],
              "seconds_per_epoch": r["seconds_per_epoch"], "train_seconds": r["train_seconds"]} for r in rows]
     training.write_history(flat, csv_path) if flat else write_text(csv_path, "")
     return md, csv_path
@@ -189,7 +220,8 @@ def write_tables(cfg: SearchConfig, rows: list[dict]) -> tuple[Path, Path]:
 def draw(cfg: SearchConfig, rows: list[dict]) -> dict[str, Path]:
     from tuning import figures
 
-    curves = {f"{cfg.hp_name}={r['hyperparameters'][cfg.hp_name]:g}": training.read_history(Path(r["history_csv"]))
+    curves = {f"{cfg.hp_name}={r['hyperparameters'][cfg.hp_name]:g}"
+              + (" (stopped at chance)" if r.get("stopped_at_chance") else ""): training.read_history(Path(r["history_csv"]))
               for r in sorted(rows, key=lambda r: r["hyperparameters"][cfg.hp_name])}
     out = {"curves": cfg.directory / "curves.png"}
     figures.curves_by_trial(curves, out["curves"], title=f"MLP {cfg.hp_name} search ({cfg.optimizer})")
