@@ -184,6 +184,12 @@ def _trials_by_lr(r) -> dict:
     return {t["hyperparameters"]["lr"]: t for t in r["tuning_lr"]["trials"]}
 
 
+def _lr_trial(r, rate: float) -> tuple[dict | None, list]:
+    """The learning-rate trial at `rate` and its validation-accuracy curve, or (None, [])."""
+    t = _trials_by_lr(r).get(rate)
+    return (t, t["val_accuracy_per_epoch"]) if t else (None, [])
+
+
 def _best_epoch(trial: dict) -> int:
     curve = trial["val_accuracy_per_epoch"]
     return 1 + max(range(len(curve)), key=curve.__getitem__)
@@ -203,10 +209,9 @@ def low_lr_keeps_improving(r):
 
 @needs("2.5.4", "tuning_lr")
 def lr_1_collapses(r):
-    t = _trials_by_lr(r).get(1.0)
+    t, curve = _lr_trial(r, 1.0)
     if t is None:
         return None
-    curve = t["val_accuracy_per_epoch"]
     peak, final = max(curve), curve[-1]
     return Claim("2.5.4", "Learning rate 1 collapses after a while.",
                  f"lr 1: best validation accuracy {peak:.3f}, final {final:.3f} after {t['epochs_run']} epochs"
@@ -217,10 +222,9 @@ def lr_1_collapses(r):
 
 @needs("2.5.4", "tuning_lr")
 def lr_10_at_chance(r):
-    t = _trials_by_lr(r).get(10.0)
+    t, curve = _lr_trial(r, 10.0)
     if t is None:
         return None
-    curve = t["val_accuracy_per_epoch"]
     return Claim("2.5.4", "Learning rate 10 stays at chance from the start.",
                  f"lr 10: validation accuracy per epoch {', '.join(format(v, '.3f') for v in curve[:5])}"
                  f"{' ...' if len(curve) > 5 else ''}; {'diverged (NaN loss), ' if t['diverged'] else ''}"
