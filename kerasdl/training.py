@@ -2,9 +2,10 @@
 
     fit(make_model, data, run_dir, FitConfig(...)) -> FitResult    (make_model(steps_per_epoch) -> compiled model)
 
-`fit` seeds everything, builds the model (inside the tf.distribute strategy's scope), owns
-the callbacks (BackupAndRestore, TensorBoard, TerminateOnNaN, the per-epoch recorder that
-adds test metrics and writes history.csv) and draws history.png at the end.
+`fit` seeds everything, builds the model (inside the tf.distribute strategy's scope and the
+precision policy), owns the callbacks (in this order: the per-epoch recorder that adds test
+metrics and writes history.csv, an atomic BackupAndRestore, TerminateOnNaN, TensorBoard) and
+draws history.png at the end.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class FitConfig:
     backup: bool = True  # BackupAndRestore each epoch (resume after a crash); off for many tiny runs
     distribute: str = "none"
     precision: str = "float32"  # a Keras dtype policy: float32, mixed_bfloat16 or mixed_float16
+    # Op determinism (bit-identical reruns); None: on for float32, off under mixed precision, where
+    # TensorFlow's deterministic kernels have no fast 16-bit path (README, mixed precision).
+    deterministic: bool | None = None
     verbose: int | str = "auto"
     title: str = ""
 
@@ -95,10 +99,13 @@ def precision_policy(name: str):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def seed_everything(seed: int) -> None:
-    """Same seed -> same weights, same shuffles, same history (op determinism on)."""
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Same seed -> same weights and shuffles; with `deterministic`, op determinism too (same history)."""
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        tf.config.experimental.disable_op_determinism()
 
 
 def strategy_for(distribute: str) -> tf.distribute.Strategy:
@@ -303,7 +310,8 @@ def fit(make_model: Callable[[int], keras.Model], data: Split, run_dir, config: 
     if not backup_dir.exists() and csv_path.exists():
         csv_path.unlink()  # a fresh run: the old history belongs to a finished run
 
-    seed_everything(config.seed)
+    deterministic = config.precision == "float32" if config.deterministic is None else config.deterministic
+    seed_everything(config.seed, deterministic)
     strategy = strategy_for(config.distribute)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     steps = math.ceil(len(data.x_train) / global_batch)  # optimizer steps per epoch, all replicas together
