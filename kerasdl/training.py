@@ -48,8 +48,9 @@ class FitConfig:
     backup: bool = True  # BackupAndRestore each epoch (resume after a crash); off for many tiny runs
     distribute: str = "none"
     precision: str = "float32"  # a Keras dtype policy: float32, mixed_bfloat16 or mixed_float16
-    # Op determinism (bit-identical reruns); None: on for float32, off under mixed precision, where
-    # TensorFlow's deterministic kernels have no fast 16-bit path (README, mixed precision).
+    # Op determinism (bit-identical reruns); None: on for float32, off under mixed precision, the
+    # setting the README's mixed-precision timings were measured with (mixed runs do not promise
+    # bit-identical reruns).
     deterministic: bool | None = None
     verbose: int | str = "auto"
     title: str = ""
