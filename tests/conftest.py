@@ -115,7 +115,10 @@ class ServerProcess:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(Path(models_dir).parent / f"server-{self.port}.log", "w+")
+        import tempfile
+
+        log_dir = Path(tempfile.mkdtemp(prefix="kerasdl-serve-"))  # never inside a repository
+        self.log = open(log_dir / f"server-{self.port}.log", "w+")
         self.proc = subprocess.Popen([sys.executable, "-m", "kerasdl.serve", "--models", str(models_dir),
                                       "--port", str(self.port), *extra], cwd=ROOT, stdout=self.log,
                                      stderr=subprocess.STDOUT, text=True)
