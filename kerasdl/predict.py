@@ -108,11 +108,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.raw and args.resize:
+        raise UsageError("--raw and --resize contradict each other; pass one of them")
     if args.resize:
         print("python -m kerasdl.predict: --resize is deprecated and has no effect: images of any size are "
               "normalised the MNIST way (use --raw to skip that)", file=sys.stderr)
-    if args.raw and args.resize:
-        raise UsageError("--raw and --resize contradict each other; pass one of them")
     labels, images = read_inputs(args.inputs, args.raw)
     probs = predict(args.saved_model, images)
     rows = [{"input": label, "digit": int(p.argmax()), "probability": round(float(p.max()), 4),
