@@ -125,9 +125,14 @@ def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
 
     def left_after(i: int) -> str:
         rest = [timings.get(s.name) for s in all_stages[i:] if s.name in to_run]
-        known = sum(t for t in rest if t)
-        return f"about {_clock(known)} left" + (" (more: some stages never timed)" if None in rest else "") \
-            if rest else "nothing left to run"
+        if not rest:
+            return "nothing left to run"
+        untimed = rest.count(None)
+        if untimed == len(rest):
+            return "time left unknown: no stage still to run has been timed here yet"
+        known = _clock(sum(t for t in rest if t))
+        return f"about {known} left" if not untimed else \
+            f"at least {known} left ({untimed} stage{'s' if untimed > 1 else ''} never timed here)"
 
     for i, stage in enumerate(all_stages, 1):
         prefix = f"[{i}/{len(all_stages)}] {stage.name}"

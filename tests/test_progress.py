@@ -41,11 +41,13 @@ def test_quiet_prints_nothing_but_the_json(args, real_mnist, tmp_path):
 
 
 def test_report_progress_says_elapsed_and_time_left(tmp_path):
-    """The second time a stage runs, its line carries the last run's duration and an estimate."""
+    """A stage's line carries its last run's duration and an estimate of what is left; stages
+    never timed here make the estimate a lower bound, and with none timed it says so."""
     from kerasdl import report
 
     calls = []
-    stage = report.Stage("toy", tmp_path / "toy" / "summary.json", lambda: calls.append(1) or {"config": {}})
+    toy = report.Stage("toy", tmp_path / "toy" / "summary.json", lambda: calls.append("toy") or {"config": {}})
+    mlp = report.Stage("mlp", tmp_path / "mlp" / "summary.json", lambda: calls.append("mlp") or {"config": {}})
     timings = tmp_path / "report_timings.json"
     timings.write_text(json.dumps({"toy": 125.0}))
     import logging
@@ -57,10 +59,20 @@ def test_report_progress_says_elapsed_and_time_left(tmp_path):
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        report.run_stages([stage], fresh=True, timings_path=timings)
+        report.run_stages([toy, mlp], fresh=True, timings_path=timings)
     finally:
         log.removeHandler(handler)
-    assert calls == [1]
-    assert records[0].startswith("[1/1] toy: running (last run took 2 min 05 s;") and "about 2 min 05 s left" in records[0]
-    assert records[1].startswith("[1/1] toy: done in ")
-    assert "toy" in json.loads(timings.read_text())
+    assert calls == ["toy", "mlp"]
+    assert records[0].startswith("[1/2] toy: running (last run took 2 min 05 s;")
+    assert records[0].endswith("at least 2 min 05 s left (1 stage never timed here))"), records[0]
+    assert records[1].startswith("[1/2] toy: done in ") and "time left unknown" in records[1], records[1]
+    assert records[2].startswith("[2/2] mlp: running (never timed here;") and "time left unknown" in records[2]
+    assert records[3].startswith("[2/2] mlp: done in ") and records[3].endswith("nothing left to run)")
+    assert set(json.loads(timings.read_text())) == {"toy", "mlp"}
+    records.clear()
+    log.addHandler(handler)
+    try:  # the next run has both timings: a plain estimate
+        report.run_stages([toy, mlp], fresh=True, timings_path=timings)
+    finally:
+        log.removeHandler(handler)
+    assert "about " in records[0] and "never timed" not in records[0] and "at least" not in records[0]
