@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, bf16 native: {training.bf16_supported()}")
     result = {"when": when, "machine": machine, "repeats": args.repeats, "rows": rows}
     head = f"Measured {when} on {machine}"
-    lines = [head + (f"; median of {args.repeats} interleaved runs, range in brackets." if args.repeats > 1
+    lines = [head + (f"; median of {args.repeats} interleaved runs, range in parentheses." if args.repeats > 1
                      else "."), "",
              f"| model | precision | XLA | epochs | s/epoch | ratio | test acc | points vs {args.precisions[0]} |",
              "|---|---|---|---|---|---|---|---|"]
