@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kerasdl import artifacts, data, mnist  # noqa: E402
+from kerasdl import PRECISIONS, data, mnist  # noqa: E402
 from kerasdl.errors import run_cli, writable_dir  # noqa: E402
 from kerasdl.summary import write_text  # noqa: E402
 
@@ -48,6 +48,8 @@ def reference_model():
 def train_reference(epochs: int, limit: int | None, export_dir: Path) -> dict:
     """keras.io: Adam, batch 128, validation_split 0.1, on the 60,000 training images."""
     import keras
+
+    from kerasdl import artifacts
 
     keras.utils.set_random_seed(0)
     (x_train, y_train), (x_test, y_test) = data.load_mnist()
@@ -78,6 +80,8 @@ def train_ours(epochs: int | None, limit: int | None, export_dir: Path, run_dir:
 
 def inference(saved_model: str, images: np.ndarray) -> dict:
     """SavedModel throughput at batch 1,000 and single-image latency (median of 200 calls)."""
+    from kerasdl import artifacts
+
     loaded = artifacts.load_saved_model(saved_model)
     batch = images[:1000]
     artifacts.serve(loaded, batch)  # warm up
@@ -115,7 +119,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python bench/cnn_vs_reference.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="1 epoch on 2,000 images each (a smoke test, not a benchmark)")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="where the JSON and table go (default runs/bench)")
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default="float32",
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
                    help="Keras dtype policy of our cnn (default float32); the reference stays float32, as published")
     args = p.parse_args(argv)
     out = writable_dir(args.out, "--out")

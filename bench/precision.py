@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kerasdl import mnist, training  # noqa: E402
+from kerasdl import PRECISIONS, mnist  # noqa: E402
 from kerasdl.errors import run_cli, writable_dir  # noqa: E402
 from kerasdl.summary import write_text  # noqa: E402
 
@@ -31,7 +31,7 @@ from kerasdl.summary import write_text  # noqa: E402
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python bench/precision.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", choices=["linear", "mlp", "cnn"], default=["mlp", "cnn"])
-    p.add_argument("--precisions", nargs="+", choices=list(training.PRECISIONS), default=["float32", "mixed_bfloat16"])
+    p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["float32", "mixed_bfloat16"])
     p.add_argument("--limit", type=int, help="first N images only (a smoke test, not a measurement)")
     p.add_argument("--epochs", type=int, help="epochs (default: each model's own)")
     p.add_argument("--xla", choices=["off", "on", "both"], default="off",
@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats}: give 1 or more")
     out = writable_dir(args.out, "--out")
+    from kerasdl import training  # TensorFlow: after the arguments, so --help and usage errors stay quick and quiet
+
     xlas = {"off": [False], "on": [True], "both": [False, True]}[args.xla]
     settings = [(m, pr, x) for m in args.models for pr in args.precisions for x in xlas]
     runs = {s: [] for s in settings}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kerasdl import PRECISIONS
 from kerasdl.summary import config_json, write as write_summary, write_text
 from kerasdl.errors import positive, progress, run_cli, writable_dir
 
@@ -168,7 +169,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-size", type=positive(float),
                    help="validation images carved from training: count or fraction (default 5000 or 10%%)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default=d.precision,
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="Keras dtype policy (default float32); codes and reconstructions stay float32")
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"figures, histories, JSON (default {d.run_dir})")
     p.add_argument("--export-dir", type=Path, default=d.export_dir,

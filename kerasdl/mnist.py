@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from kerasdl import PRECISIONS
 from kerasdl.summary import config_json, write as write_summary
 from kerasdl.errors import UsageError, non_negative_float, positive, progress, run_cli, writable_dir
 
@@ -189,7 +190,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--distribute", choices=["none", "mirrored", "multiworker"],
                    help="tf.distribute strategy: none, mirrored (GPUs of one machine), multiworker (TF_CONFIG)")
     p.add_argument("--jit-compile", action="store_true", default=None, help="compile the train step with XLA")
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"],
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="Keras dtype policy: float32 (default, the write-up's numbers); mixed_bfloat16 (CPUs with "
                    "AVX-512 BF16/AMX, TPUs, recent GPUs); mixed_float16 (GPUs, with loss scaling). The output layer "
                    "and the exported model stay float32")

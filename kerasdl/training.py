@@ -27,11 +27,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasdl import plots
+from kerasdl import PRECISIONS, plots  # noqa: F401  (PRECISIONS: re-exported as training.PRECISIONS)
 from kerasdl.data import Split
 
 DISTRIBUTE = ("none", "mirrored", "multiworker")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclass

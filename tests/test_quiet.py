@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
+import os
+import subprocess
+import sys
 
-from conftest import run_module
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_module
 from kerasdl import quiet
 
 CHATTER = [
@@ -47,3 +52,20 @@ def test_a_prediction_run_has_a_clean_stderr(tmp_path, small_models):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stderr == ""
     assert len(proc.stdout.strip().splitlines()) == 2
+
+
+CLIS = ["kerasdl.mnist", "kerasdl.autoencoder", "kerasdl.theory", "kerasdl.toy", "kerasdl.report", "kerasdl.predict",
+        "kerasdl.serve", "kerasdl.digits", "tuning", "bench/cnn_vs_reference.py", "bench/precision.py",
+        "bench/serve_load.py", "bench/page_screenshot.py"]
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_every_help_is_on_stdout_with_nothing_on_stderr(cli):
+    """`--help` of every command and benchmark: usage on stdout, exit 0, and not one line of
+    TensorFlow's start-up chatter on stderr even with TensorFlow's own logging turned up."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    argv = [sys.executable, cli, "--help"] if cli.endswith(".py") else [sys.executable, "-m", cli, "--help"]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: ") and "--help" in proc.stdout
+    assert proc.stderr == ""

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from kerasdl import PRECISIONS
 from kerasdl.errors import non_negative_float, positive, progress, run_cli, writable_dir
 
 
@@ -40,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-size", type=positive(float),
                    help="validation images carved from training: count or fraction (default 5000 or 10%%)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of every trial (default 0)")
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default=d.precision,
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="Keras dtype policy of every trial (default float32, the write-up's numbers)")
     p.add_argument("--no-prune", dest="prune", action="store_false",
                    help="run every trial to the end (default: a trial whose validation accuracy stays at or below "
