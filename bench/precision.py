@@ -24,24 +24,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kerasdl import PRECISIONS, mnist  # noqa: E402
-from kerasdl.errors import run_cli, writable_dir  # noqa: E402
+from kerasdl.errors import positive, run_cli, writable_dir  # noqa: E402
 from kerasdl.summary import write_text  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python bench/precision.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", choices=["linear", "mlp", "cnn"], default=["mlp", "cnn"])
-    p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["float32", "mixed_bfloat16"])
-    p.add_argument("--limit", type=int, help="first N images only (a smoke test, not a measurement)")
-    p.add_argument("--epochs", type=int, help="epochs (default: each model's own)")
+    p.add_argument("--models", nargs="+", choices=["linear", "mlp", "cnn"], default=["mlp", "cnn"],
+                   help="classifiers to train, each with its defaults (default: mlp cnn)")
+    p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["float32", "mixed_bfloat16"],
+                   help="Keras dtype policies to compare; the first is the baseline of the ratios "
+                        "(default: float32 mixed_bfloat16)")
+    p.add_argument("--limit", type=positive(int), help="first N images only (a smoke test, not a measurement)")
+    p.add_argument("--epochs", type=positive(int), help="epochs (default: each model's own)")
     p.add_argument("--xla", choices=["off", "on", "both"], default="off",
                    help="compile the train step with XLA (`--jit-compile` of kerasdl.mnist): off (the "
                         "commands' default), on, or both side by side")
-    p.add_argument("--repeats", type=int, default=1, help="run the whole round N times, interleaved (default 1)")
-    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="where the JSON and table go")
+    p.add_argument("--repeats", type=positive(int), default=1, help="run the whole round N times, interleaved (default 1)")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"),
+                   help="where precision.json, precision.md and the runs go (default runs/bench)")
     args = p.parse_args(argv)
-    if args.repeats < 1:
-        p.error(f"--repeats {args.repeats}: give 1 or more")
     out = writable_dir(args.out, "--out")
     from kerasdl import training  # TensorFlow: after the arguments, so --help and usage errors stay quick and quiet
 
