@@ -61,13 +61,11 @@ def code_quality(train_codes, y_train, test_codes, y_test, k: int, seed: int) ->
 
 def train_autoencoder(arch: str, split, cfg: AutoencoderConfig, verbose="auto"):
     """One autoencoder through training.fit, images as their own targets."""
-    import keras
-
     from kerasdl import data, models, training
 
     def make(steps_per_epoch: int):  # constant learning rate: the step count is not needed
         model = models.autoencoder(arch)
-        model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss="mse")
+        model.compile(optimizer=models.optimizer("adam", cfg.lr), loss="mse")
         return model
 
     as_targets = data.Split(split.x_train, split.x_train, split.x_val, split.x_val, split.x_test, split.x_test)

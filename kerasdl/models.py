@@ -62,12 +62,22 @@ def cnn(filters: tuple[int, ...] = (32, 64), dense_units: int = 256, dropout: fl
 
 def optimizer(name: str = "adam", lr: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
               momentum: float = 0.0) -> keras.optimizers.Optimizer:
-    """Adam (the write-up's default) or SGD with optional momentum."""
+    """Adam (the write-up's default) or SGD with optional momentum.
+
+    Under the mixed_float16 policy it comes wrapped in Keras' LossScaleOptimizer. Keras would
+    wrap it at compile time anyway, but then the saved .keras file records the inner optimizer
+    only, and loading it drops the optimizer's state with a warning; wrapped here, the file
+    records the wrapper and loads whole.
+    """
     if name == "adam":
-        return keras.optimizers.Adam(learning_rate=lr)
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=momentum)
-    raise ValueError(f"unknown optimizer {name!r}: use one of {OPTIMIZERS}")
+        opt = keras.optimizers.Adam(learning_rate=lr)
+    elif name == "sgd":
+        opt = keras.optimizers.SGD(learning_rate=lr, momentum=momentum)
+    else:
+        raise ValueError(f"unknown optimizer {name!r}: use one of {OPTIMIZERS}")
+    if keras.config.dtype_policy().name == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
 
 
 def learning_rate(lr: float, schedule: str = "constant", decay_steps: int | None = None):

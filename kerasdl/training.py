@@ -83,14 +83,21 @@ def precision_policy(name: str):
     """Models built inside use the Keras dtype policy `name`; the previous global policy comes back after.
 
     mixed_bfloat16 and mixed_float16 compute in 16 bits and keep float32 weights; under
-    mixed_float16 Keras wraps the optimizer in a LossScaleOptimizer at compile time. On a
-    CPU without native bfloat16 the policy still works, slowly: one warning says so.
+    mixed_float16 the optimizer is wrapped in a LossScaleOptimizer (models.optimizer). Where a
+    policy works but slowly, one warning says so: mixed_bfloat16 on a CPU without native
+    bfloat16, mixed_float16 without a GPU (TensorFlow's CPU float16 kernels are a slow
+    fallback: the convnet's epoch took 2.8x its float32 time on our 2-core machine).
     """
     if name not in PRECISIONS:
         raise ValueError(f"unknown precision {name!r}: use one of {', '.join(PRECISIONS)}")
-    if name == "mixed_bfloat16" and not tf.config.list_logical_devices("GPU") and bf16_supported() is False:
+    on_cpu = name != "float32" and not tf.config.list_logical_devices("GPU")
+    if on_cpu and name == "mixed_bfloat16" and bf16_supported() is False:
         logging.getLogger("kerasdl.training").warning(
             "this CPU has no native bfloat16 (no avx512_bf16/amx_bf16): mixed_bfloat16 will be slower than float32")
+    if on_cpu and name == "mixed_float16":
+        logging.getLogger("kerasdl.training").warning(
+            "mixed_float16 is meant for GPUs and none is visible: on a CPU it will be slower than float32; "
+            "use --precision mixed_bfloat16 on CPUs")
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(name)
     try:

@@ -30,12 +30,38 @@ def test_a_short_run_under_each_policy_trains_exports_float32_and_agrees(precisi
     loaded = tf.saved_model.load(summary["saved_model"])  # keep a reference: its variables must outlive the call
     served = loaded.serve(x)
     assert served.dtype == tf.float32
-    model = keras.models.load_model(summary["keras_model"])
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = keras.models.load_model(summary["keras_model"])
+    assert not [w for w in caught if "Skipping variable loading" in str(w.message)]  # optimizer state loads whole
+    if precision == "mixed_float16":  # loss scaling, and it is what the .keras file brings back
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     if precision != "float32":
         assert model.get_layer("hidden1").compute_dtype != "float32"  # the policy did apply
     assert model.get_layer("softmax").compute_dtype == "float32"
     np.testing.assert_allclose(served.numpy(), model.predict(x, verbose=0), atol=2e-3)
     np.testing.assert_allclose(served.numpy().sum(axis=1), 1.0, atol=1e-3)
+
+
+def test_a_policy_that_will_be_slow_here_says_so_once(caplog):
+    """mixed_float16 without a GPU runs TensorFlow's slow CPU float16 kernels: one warning
+    naming the policy to use instead; float32 warns about nothing."""
+    import logging
+
+    import tensorflow as tf
+
+    with caplog.at_level(logging.WARNING, logger="kerasdl.training"):
+        with training.precision_policy("float32"):
+            pass
+        assert caplog.records == []
+        with training.precision_policy("mixed_float16"):
+            pass
+    if tf.config.list_logical_devices("GPU"):
+        assert caplog.records == []
+    else:
+        assert len(caplog.records) == 1 and "mixed_bfloat16" in caplog.records[0].getMessage()
 
 
 def test_an_unknown_policy_is_refused():

@@ -20,6 +20,8 @@ CHATTER = [
     "not be used.",
     "E0000 00:00:1795851842.841836    4029 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed "
     "call to cuInit: UNKNOWN ERROR (303)",
+    "E0000 00:00:1795866891.125120   25077 util.cc:131] oneDNN supports DT_HALF only on platforms with AVX-512. "
+    "Falling back to the default Eigen-based implementation if present.",
 ]
 REAL = [
     "E0000 00:00:1795851842.841836    4029 cuda_platform.cc:52] failed call to cuInit: CUDA_ERROR_OUT_OF_MEMORY (2)",
