@@ -109,30 +109,41 @@ def _clock(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
+# Seconds per stage of `python -m kerasdl.report --fresh` on a 2-core machine, 2026-11-28 10:35
+# (README): a first full run here estimates its time left from these until it has its own.
+REFERENCE_TIMINGS = {"theory": 63.5, "toy": 95.0, "linear": 14.7, "mlp": 60.2, "cnn": 112.9, "mlp_sgd": 43.8,
+                     "mlp_sigmoid": 59.6, "tuning_lr": 624.6, "tuning_depth": 418.3, "autoencoder": 179.2}
+
+
 def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
-               timings_path: Path | None = None) -> tuple[dict, dict]:
+               timings_path: Path | None = None, reference: dict | None = None) -> tuple[dict, dict]:
     """Run or reuse each stage; a failing stage is recorded and the others still run.
 
     A summary is reused only when it was produced with the stage's config (paths aside): a
     `python -m kerasdl.mnist cnn --epochs 1` left in runs/cnn is not "the" cnn. With
     `reuse_only`, a mismatch stops the report with the stage and the keys that differ.
     Progress: a line per stage with the time elapsed and an estimate of the time left, from
-    each stage's duration the last time it ran (kept in `timings_path`).
+    each stage's duration the last time it ran here (kept in `timings_path`), else from
+    `reference` (another machine's times, said so in the line).
     """
+    reference = reference or {}
     timings = json.loads(timings_path.read_text()) if timings_path and timings_path.exists() else {}
     to_run = {s.name for s in all_stages if fresh or not s.summary.exists()}  # before the config checks
     results, status, started = {}, {}, time.perf_counter()
 
     def left_after(i: int) -> str:
-        rest = [timings.get(s.name) for s in all_stages[i:] if s.name in to_run]
-        if not rest:
+        names = [s.name for s in all_stages[i:] if s.name in to_run]
+        if not names:
             return "nothing left to run"
+        rest = [timings.get(n, reference.get(n)) for n in names]
         untimed = rest.count(None)
         if untimed == len(rest):
             return "time left unknown: no stage still to run has been timed here yet"
         known = _clock(sum(t for t in rest if t))
-        return f"about {known} left" if not untimed else \
-            f"at least {known} left ({untimed} stage{'s' if untimed > 1 else ''} never timed here)"
+        borrowed = " (partly a 2-core reference run's times)" \
+            if any(n not in timings and n in reference for n in names) else ""
+        return f"about {known} left{borrowed}" if not untimed else \
+            f"at least {known} left{borrowed} ({untimed} stage{'s' if untimed > 1 else ''} never timed here)"
 
     for i, stage in enumerate(all_stages, 1):
         prefix = f"[{i}/{len(all_stages)}] {stage.name}"
@@ -152,7 +163,9 @@ def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
             to_run.add(stage.name)
         elif reuse_only:
             raise UsageError(f"stage {stage.name}: no results at {stage.summary}; drop --reuse-only to run it")
-        last = f"last run took {_clock(timings[stage.name])}" if stage.name in timings else "never timed here"
+        last = f"last run took {_clock(timings[stage.name])}" if stage.name in timings else \
+            f"about {_clock(reference[stage.name])} on a 2-core reference run" if stage.name in reference else \
+            "never timed here"
         log.info("%s: running (%s; %s elapsed, %s)", prefix, last, _clock(time.perf_counter() - started),
                  left_after(i - 1))
         start = time.perf_counter()
@@ -275,7 +288,8 @@ def main(argv=None) -> int:
         raise UsageError("--reuse-only and --fresh contradict each other; pass one of them")
     with progress(args.quiet):
         results, status = run_stages(stages(root, args.quick, args.fresh, verbose=0 if args.quiet else 2),
-                                     args.fresh, args.reuse_only, timings_path=root / "report_timings.json")
+                                     args.fresh, args.reuse_only, timings_path=root / "report_timings.json",
+                                     reference=None if args.quick else REFERENCE_TIMINGS)
         report = write_report(results, status, out, args.quick, time.perf_counter() - start)
     failed = [k for k, v in status.items() if v.startswith("FAILED")]
     print(json.dumps({"report": str(report), "stages": status, "failed": failed}))

@@ -76,3 +76,29 @@ def test_report_progress_says_elapsed_and_time_left(tmp_path):
     finally:
         log.removeHandler(handler)
     assert "about " in records[0] and "never timed" not in records[0] and "at least" not in records[0]
+
+
+def test_a_first_full_report_estimates_from_the_reference_run_and_says_so(tmp_path):
+    """No timings of its own yet: the estimate comes from the 2-core reference run, labelled as such."""
+    import logging
+
+    from kerasdl import report
+
+    assert set(report.REFERENCE_TIMINGS) == {s.name for s in report.stages(tmp_path, quick=False, fresh=True)}
+    toy = report.Stage("toy", tmp_path / "toy" / "summary.json", lambda: {"config": {}})
+    mlp = report.Stage("mlp", tmp_path / "mlp" / "summary.json", lambda: {"config": {}})
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    log = logging.getLogger("kerasdl.report")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        report.run_stages([toy, mlp], fresh=True, timings_path=tmp_path / "report_timings.json",
+                          reference={"toy": 60.0, "mlp": 30.0})
+    finally:
+        log.removeHandler(handler)
+    assert records[0].startswith("[1/2] toy: running (about 1 min 00 s on a 2-core reference run;"), records[0]
+    assert "about 1 min 30 s left (partly a 2-core reference run's times)" in records[0]
+    assert "about 30 s left (partly a 2-core reference run's times)" in records[1]  # mlp: still the reference's
+    assert records[3].endswith("nothing left to run)")
