@@ -96,8 +96,8 @@ def precision_policy(name: str):
             "this CPU has no native bfloat16 (no avx512_bf16/amx_bf16): mixed_bfloat16 will be slower than float32")
     if on_cpu and name == "mixed_float16":
         logging.getLogger("kerasdl.training").warning(
-            "mixed_float16 is meant for GPUs and none is visible: on a CPU it will be slower than float32; "
-            "use --precision mixed_bfloat16 on CPUs")
+            "mixed_float16 is meant for GPUs and none is visible: TensorFlow's CPU float16 kernels are slow "
+            "fallbacks (convolutions about 3x slower than float32); use --precision mixed_bfloat16 on CPUs")
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(name)
     try:
