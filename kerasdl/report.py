@@ -140,8 +140,9 @@ def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
         if untimed == len(rest):
             return "time left unknown: no stage still to run has been timed here yet"
         known = _clock(sum(t for t in rest if t))
-        borrowed = " (partly a 2-core reference run's times)" \
-            if any(n not in timings and n in reference for n in names) else ""
+        borrowed = sum(n not in timings and n in reference for n in names)
+        borrowed = "" if not borrowed else " (a 2-core reference run's times)" if borrowed == len(names) else \
+            " (partly a 2-core reference run's times)"
         return f"about {known} left{borrowed}" if not untimed else \
             f"at least {known} left{borrowed} ({untimed} stage{'s' if untimed > 1 else ''} never timed here)"
 

@@ -93,12 +93,20 @@ def test_a_first_full_report_estimates_from_the_reference_run_and_says_so(tmp_pa
     log = logging.getLogger("kerasdl.report")
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    timings = tmp_path / "report_timings.json"
     try:
-        report.run_stages([toy, mlp], fresh=True, timings_path=tmp_path / "report_timings.json",
-                          reference={"toy": 60.0, "mlp": 30.0})
+        report.run_stages([toy, mlp], fresh=True, timings_path=timings, reference={"toy": 60.0, "mlp": 30.0})
     finally:
         log.removeHandler(handler)
     assert records[0].startswith("[1/2] toy: running (about 1 min 00 s on a 2-core reference run;"), records[0]
-    assert "about 1 min 30 s left (partly a 2-core reference run's times)" in records[0]
-    assert "about 30 s left (partly a 2-core reference run's times)" in records[1]  # mlp: still the reference's
+    assert "about 1 min 30 s left (a 2-core reference run's times)" in records[0]
+    assert "about 30 s left (a 2-core reference run's times)" in records[1]  # mlp: still the reference's
     assert records[3].endswith("nothing left to run)")
+    timings.write_text(json.dumps({"toy": 100.0}))  # toy timed here, mlp not yet: partly borrowed
+    records.clear()
+    log.addHandler(handler)
+    try:
+        report.run_stages([toy, mlp], fresh=True, timings_path=timings, reference={"toy": 60.0, "mlp": 30.0})
+    finally:
+        log.removeHandler(handler)
+    assert "about 2 min 10 s left (partly a 2-core reference run's times)" in records[0], records[0]
