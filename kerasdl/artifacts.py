@@ -2,12 +2,15 @@
 
 `export(model, export_dir, name)` writes TensorFlow Serving's layout:
 
-    export_dir/name/<version>/   TF SavedModel (`serve` and `serving_default` endpoints)
-    export_dir/name.keras        the full-fidelity Keras file of the newest version
+    export_dir/name/<version>/   TF SavedModel (`serve` and `serving_default` endpoints), its model
+                                 card, and model.keras (the full-fidelity Keras file)
+    export_dir/name.keras        the newest version's model.keras (a hard link, replaced by one rename)
 
-A version is a positive integer, one more than the newest present. It is written in a
-hidden temporary directory beside the versions and appears by one rename, complete or not
-at all; the previous versions stay loadable meanwhile, and only the newest `keep` remain.
+A version is a positive integer, one more than any numbered entry present. It is written in
+a hidden temporary directory beside the versions, flushed to disk, and appears by one rename,
+complete or not at all; the previous versions stay loadable meanwhile, and only the newest
+`keep` remain. One exporter per name at a time (a lock in export_dir/name/.lock); what a
+killed exporter left behind is removed by the next one.
 Readers (`resolve`, `load_saved_model`) take `export_dir/name` (its newest version) or a
 version directory itself.
 """
@@ -15,6 +18,8 @@ version directory itself.
 from __future__ import annotations
 
 import errno
+import json
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +32,9 @@ import tensorflow as tf
 from kerasdl.errors import UsageError
 
 KEEP = 3  # versions kept per model
+KERAS_FILE = "model.keras"  # each version's own Keras file; export_dir/<name>.keras is a link to the newest's
+
+log = logging.getLogger("kerasdl.artifacts")
 
 
 @dataclass
@@ -79,20 +87,50 @@ def _export_saved_model(model: keras.Model, path: Path) -> None:
     archive.write_out(str(path), verbose=False)
 
 
-def _publish(work: Path, model_dir: Path) -> int:
-    """Rename the finished `work` directory to the next free version number; return it.
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
-    A rename onto an existing, non-empty version directory fails, so two exporters racing
-    for the same number cannot overwrite each other: the loser takes the next number.
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file and directory under `root` to disk, so the rename that publishes it
+    cannot reach the disk before the data it names (a power cut would leave an empty version)."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            _fsync(Path(folder) / name)
+        _fsync(Path(folder))
+
+
+def _numbered(model_dir: Path) -> list[int]:
+    """Every numeric entry in `model_dir`, complete version or not."""
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
+
+
+def _publish(work: Path, model_dir: Path) -> int:
+    """Rename the finished `work` directory to the next version number; return it.
+
+    The number is one more than any numeric entry, complete or not, so a stray or partial
+    numbered directory (a copy gone wrong, a version a tool left half-deleted) is stepped
+    over and named in a warning, never renamed onto; a rename onto an existing, non-empty
+    directory fails, so a racing exporter takes the next number. Bounded: no endless loop.
     """
-    while True:
-        version = (versions(model_dir) or [0])[-1] + 1
+    for _ in range(100):
+        taken = _numbered(model_dir)
+        strays = sorted(set(taken) - set(versions(model_dir)))
+        if strays:
+            log.warning("%s: skipping numbered entries that are not complete SavedModels: %s; remove them",
+                        model_dir, ", ".join(map(str, strays)))
+        version = (taken or [0])[-1] + 1
         try:
             os.rename(work, model_dir / str(version))
             return version
         except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
                 raise
+    raise UsageError(f"{model_dir}: could not find a free version number after 100 tries; remove stray entries")
 
 
 def prune(model_dir: Path, keep: int = KEEP) -> list[int]:
@@ -103,38 +141,133 @@ def prune(model_dir: Path, keep: int = KEEP) -> list[int]:
     return old
 
 
+def name_lock(export_dir, name: str):
+    """The lock of one exported name (a context manager): one exporter of `name` at a time."""
+    from kerasdl import locks
+
+    model_dir = Path(export_dir) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    return locks.hold(model_dir / ".lock", f"exported model {model_dir}",
+                      "pass --name to export under another name, or wait for it to finish")
+
+
+def _migrate_legacy(model_dir: Path) -> None:
+    """Move an export from before versioning (model_dir/saved_model.pb) to version 1 in one step.
+
+    Its files are hard-linked into a hidden directory that is renamed to `1`: that rename is
+    the commit, before it the old layout is whole, after it version 1 is. Only then are the
+    old top-level files removed, saved_model.pb first, so readers go to version 1.
+    """
+    if not (model_dir / "saved_model.pb").is_file():
+        return
+    legacy = [p for p in model_dir.iterdir() if not p.name.startswith(".") and not p.name.isdigit()]
+    if 1 not in versions(model_dir):  # else a crash came after the commit last time: only the cleanup is left
+        staging = Path(tempfile.mkdtemp(prefix=".migrate-", dir=model_dir))
+        for entry in legacy:
+            if entry.is_dir():
+                shutil.copytree(entry, staging / entry.name, copy_function=os.link)
+            else:
+                os.link(entry, staging / entry.name)
+        _fsync_tree(staging)
+        os.rename(staging, model_dir / "1")
+        _fsync(model_dir)
+    (model_dir / "saved_model.pb").unlink()
+    for entry in legacy:
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _clean_stale(model_dir: Path, name: str) -> None:
+    """Remove what a killed exporter of `name` left: temporary version and staging directories.
+    Called under the name's lock, so none of them can belong to a live exporter."""
+    for entry in [*model_dir.glob(".export-*"), *model_dir.glob(".migrate-*"),
+                  *model_dir.parent.glob(f".{name}.keras.tmp-*")]:
+        log.info("removing %s, left by an interrupted export", entry)
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+
+
+def _link_keras(version_dir: Path, keras_path: Path) -> None:
+    """Make `keras_path` the version's own model.keras, by one rename of a hard link (a copy where
+    the filesystem has no hard links): it always matches a complete version."""
+    source = version_dir / KERAS_FILE
+    if not source.is_file():
+        return
+    tmp = keras_path.with_name(f".{keras_path.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+        _fsync(tmp)
+    os.replace(tmp, keras_path)
+    _fsync(keras_path.parent)
+
+
+def _card_digest(version_dir: Path) -> str | None:
+    try:
+        return json.loads((version_dir / "model_card.json").read_text()).get("weights_sha256")
+    except (OSError, ValueError):
+        return None
+
+
 def export(model: keras.Model, export_dir, name: str, keras_file: bool = True, keep: int = KEEP,
-           card: dict | None = None) -> Exported:
+           card: dict | None = None, digest: str | None = None, reuse: bool = False) -> Exported:
     """Export `model` as a new version `export_dir/name/<N>/` (and `export_dir/name.keras`), atomically.
 
     `card` (what the model is, its training config and results) is written into the version
-    as model_card.json/.md before the version appears.
+    as model_card.json/.md before the version appears, with `digest` (training.weights_digest)
+    when given. With `reuse`, a newest version whose card records the same digest is taken as
+    it is (a run that crashed after exporting and resumed) instead of published a second time.
+    A failure before the version appears (a full disk, a read-only directory) is a UsageError;
+    the previous versions and <name>.keras are untouched and nothing partial stays visible.
     """
-    model_dir = Path(export_dir) / name
-    if (model_dir / "saved_model.pb").is_file():
-        # An export from before versioning: moved once, to version 1 (two renames, a moment apart).
-        legacy = Path(tempfile.mkdtemp(prefix=f".{name}.legacy-", dir=model_dir.parent))
-        os.rename(model_dir, legacy / "1")
-        os.rename(legacy, model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".export-", dir=model_dir))
-    keras_path = model_dir.parent / f"{name}.keras"
-    staged_keras = model_dir / f"{work.name}.keras"
-    try:
-        _export_saved_model(model, work)
-        if card is not None:
-            from kerasdl import cards
+    from kerasdl import faults
 
-            cards.write(work, {"name": name, **card})
+    model_dir = Path(export_dir) / name
+    keras_path = model_dir.parent / f"{name}.keras"
+    try:
+        lock = name_lock(export_dir, name)
+    except OSError as exc:
+        raise UsageError(f"{model_dir}: cannot export there ({exc.strerror}); choose a directory you can "
+                         "write to") from None
+    with lock:
+        _migrate_legacy(model_dir)
+        _clean_stale(model_dir, name)
+        newest = versions(model_dir)[-1:]
+        if reuse and digest and newest and _card_digest(model_dir / str(newest[0])) == digest:
+            version = newest[0]
+            log.info("%s: version %d already holds these weights; not exporting them again", model_dir, version)
+        else:
+            work = None
+            try:
+                work = Path(tempfile.mkdtemp(prefix=".export-", dir=model_dir))
+                _export_saved_model(model, work)
+                if card is not None:
+                    from kerasdl import cards
+
+                    cards.write(work, {"name": name, **card, **({"weights_sha256": digest} if digest else {})})
+                if keras_file:
+                    model.save(work / KERAS_FILE)
+                _fsync_tree(work)
+                faults.point("export_written")
+                version = _publish(work, model_dir)
+                work = None
+                _fsync(model_dir)
+            except (OSError, tf.errors.OpError) as exc:
+                previous = f"version {newest[0]} is untouched" if newest else "no earlier version exists"
+                why = getattr(exc, "strerror", None) or getattr(exc, "message", None) or str(exc)
+                raise UsageError(f"export of {name} to {model_dir} failed before the new version was published "
+                                 f"({why}); {previous}; free disk space or choose a writable --export-dir, "
+                                 "then rerun") from None
+            finally:
+                if work is not None:
+                    shutil.rmtree(work, ignore_errors=True)
+            faults.point("export_published")
         if keras_file:
-            model.save(staged_keras)
-        version = _publish(work, model_dir)
-        if keras_file:
-            os.replace(staged_keras, keras_path)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        staged_keras.unlink(missing_ok=True)
-    prune(model_dir, keep)
+            _link_keras(model_dir / str(version), keras_path)
+        prune(model_dir, keep)
     return Exported(saved_model=model_dir / str(version), keras_model=keras_path if keras_file else None,
                     version=version)
 

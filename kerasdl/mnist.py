@@ -10,6 +10,7 @@ writes runs/<name>/history.{csv,png} and TensorBoard logs, exports saved_models/
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -102,18 +103,33 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
         kind, index, chief = worker_task()
         if not chief:  # other workers keep their own history and backup; only the chief exports
             run_dir = run_dir / f"{kind}{index}"
+    # Bad data fails here, before TensorFlow is even imported and before any directory is created.
+    split = data.mnist_split(LAYOUT[cfg.model], limit=cfg.limit, validation_size=cfg.validation_size)
     run_dir = writable_dir(run_dir, "--run-dir")
     export_dir = writable_dir(cfg.export_dir, "--export-dir")
-    # Bad data fails here, before TensorFlow is even imported.
-    split = data.mnist_split(LAYOUT[cfg.model], limit=cfg.limit, validation_size=cfg.validation_size)
 
-    from kerasdl import artifacts, cards, training
+    from kerasdl import locks
+
+    # One run per run directory and per exported name: a second run of the same name stops here.
+    with contextlib.ExitStack() as held:
+        held.enter_context(locks.run_dir_lock(run_dir))
+        if chief:
+            from kerasdl.artifacts import name_lock
+
+            held.enter_context(name_lock(export_dir, cfg.run_name))
+        return _train_locked(cfg, split, run_dir, export_dir, chief, verbose)
+
+
+def _train_locked(cfg: MnistConfig, split, run_dir: Path, export_dir: Path, chief: bool, verbose) -> dict:
+    from kerasdl import artifacts, cards, data, faults, training
 
     fit_cfg = training.FitConfig(
-        epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, restart=cfg.restart,
+        epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, restart=cfg.restart, keep_backup=True,
         distribute=cfg.distribute, precision=cfg.precision, verbose=verbose, title=f"{cfg.run_name} on MNIST",
     )
     result = training.fit(make_model_fn(cfg), split, run_dir, fit_cfg)
+    faults.point("after_fit")
+    digest = training.weights_digest(result.model)
     test_loss, test_accuracy = result.model.evaluate(split.x_test, split.y_test, batch_size=1000, verbose=0)
     card = {
         "description": DESCRIPTIONS[cfg.model],
@@ -130,7 +146,12 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
         "serving": "inputs float32 in [0, 1], shape " + ("(N, 784)" if LAYOUT[cfg.model] == "flat" else "(N, 28, 28, 1)")
                    + "; outputs (N, 10) class probabilities",
     }
-    exported = artifacts.export(result.model, export_dir, cfg.run_name, card=card) if chief else None
+    # Resumed after its last epoch (a crash after training): the version exported before the crash,
+    # if any, holds these very weights and is reused instead of published twice.
+    trained_nothing = result.resumed_from_epoch >= cfg.epochs
+    exported = artifacts.export(result.model, export_dir, cfg.run_name, card=card,
+                                digest=digest, reuse=trained_nothing) if chief else None
+    faults.point("before_summary")
     summary = {
         "model": cfg.model,
         "name": cfg.run_name,
@@ -145,13 +166,15 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
         "resumed_from_epoch": result.resumed_from_epoch,
         "saved_model": str(exported.saved_model) if exported else None,
         "keras_model": str(exported.keras_model) if exported else None,
-        "weights_sha256": training.weights_digest(result.model),
+        "weights_sha256": digest,
         "replicas": result.replicas,
         "history_csv": str(result.history_csv),
         "history_plot": str(result.history_plot),
         "config": config_json(cfg),
     }
-    return write_summary(run_dir, summary)
+    write_summary(run_dir, summary)
+    training.discard_backup(run_dir)  # the results are on disk: a rerun is a new run
+    return summary
 
 
 def parser() -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from kerasdl import PRECISIONS, plots  # noqa: F401  (PRECISIONS: re-exported as training.PRECISIONS)
 from kerasdl.data import Split
+from kerasdl.errors import UsageError
 
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 
@@ -45,6 +46,10 @@ class FitConfig:
     terminate_on_nan: bool = False  # stop at the first NaN/inf loss (diverging learning rates)
     tensorboard: bool = True
     backup: bool = True  # BackupAndRestore each epoch (resume after a crash); off for many tiny runs
+    # Keep the backup after fit returns: the caller removes it (discard_backup) once what it does
+    # with the trained model (evaluate, export, summary) is on disk, so a crash in between resumes
+    # from the trained weights instead of training again.
+    keep_backup: bool = False
     distribute: str = "none"
     precision: str = "float32"  # a Keras dtype policy: float32, mixed_bfloat16 or mixed_float16
     # Op determinism (bit-identical reruns); None: on for float32, off under mixed precision, the
@@ -264,16 +269,59 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
                 old.unlink(missing_ok=True)
 
     def _load_model(self):
-        if not os.path.exists(self._training_metadata_path):
+        metadata = check_backup(Path(self.backup_dir))
+        if metadata is None:
             return
-        with open(self._training_metadata_path) as f:
-            metadata = json.load(f)
-        weights = os.path.join(self.backup_dir, metadata.get("weights", "latest.weights.h5"))
-        if os.path.exists(weights):
-            if self.model.optimizer is not None and not self.model.optimizer.built:
-                self.model.optimizer.build(self.model.trainable_variables)  # its slots must exist to be restored
+        weights = os.path.join(self.backup_dir, metadata["weights"])
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)  # its slots must exist to be restored
+        try:
             self.model.load_weights(weights)
+        except Exception as exc:  # h5py and Keras raise several types for a file of the wrong model
+            raise UsageError(_refusal(Path(self.backup_dir), f"its weights {metadata['weights']} do not load "
+                                      f"into this model ({exc.__class__.__name__})")) from None
         self.model._initial_epoch = metadata["epoch"]
+
+
+def _refusal(backup_dir: Path, why: str) -> str:
+    return (f"{backup_dir}: cannot resume: {why}; pass --restart to discard this backup and train from epoch 1 "
+            "(or remove the directory)")
+
+
+def check_backup(backup_dir: Path) -> dict | None:
+    """The metadata of the resumable backup in `backup_dir`, None when there is none to resume;
+    UsageError when its metadata is unreadable or names weights that are missing or unreadable.
+
+    Resuming must never continue the epoch count on weights that are not there (the run would
+    carry on from random weights and its history would look continuous).
+    """
+    meta_path = backup_dir / "training_metadata.json"
+    if not meta_path.exists():
+        return None  # killed before the first backup was committed: nothing to resume
+    try:
+        metadata = json.loads(meta_path.read_text())
+        int(metadata["epoch"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(_refusal(backup_dir, f"its metadata {meta_path.name} is unreadable "
+                                  f"({exc.__class__.__name__})")) from None
+    metadata.setdefault("weights", "latest.weights.h5")
+    weights = backup_dir / metadata["weights"]
+    if not weights.is_file():
+        raise UsageError(_refusal(backup_dir, f"its metadata names weights {metadata['weights']} that are missing"))
+    try:
+        import h5py
+
+        with h5py.File(weights, "r"):
+            pass
+    except Exception as exc:  # h5py raises OSError, and others for truncated files
+        raise UsageError(_refusal(backup_dir, f"its weights {metadata['weights']} are unreadable "
+                                  f"({exc.__class__.__name__})")) from None
+    return metadata
+
+
+def discard_backup(run_dir) -> None:
+    """Remove a run's backup once its results are on disk (see FitConfig.keep_backup)."""
+    shutil.rmtree(Path(run_dir) / "backup", ignore_errors=True)
 
 
 def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tuple[tf.data.Dataset, int]:
@@ -316,6 +364,8 @@ def fit(make_model: Callable[[int], keras.Model], data: Split, run_dir, config: 
     csv_path, png_path = run_dir / "history.csv", run_dir / "history.png"
     if config.restart:
         shutil.rmtree(backup_dir, ignore_errors=True)
+    elif config.backup and backup_dir.exists():
+        check_backup(backup_dir)  # refuse a broken backup before anything is built or trained
     if not backup_dir.exists() and csv_path.exists():
         csv_path.unlink()  # a fresh run: the old history belongs to a finished run
 
@@ -333,7 +383,7 @@ def fit(make_model: Callable[[int], keras.Model], data: Split, run_dir, config: 
     recorder = EpochRecorder(csv_path, test, config.batch_size, config.precision)
     shared = [recorder]  # first: the epoch's row is written before BackupAndRestore marks the epoch done
     if config.backup:
-        shared.append(AtomicBackupAndRestore(str(backup_dir)))
+        shared.append(AtomicBackupAndRestore(str(backup_dir), delete_checkpoint=not config.keep_backup))
     if config.terminate_on_nan:
         shared.append(keras.callbacks.TerminateOnNaN())
     if config.tensorboard:
@@ -359,6 +409,9 @@ def fit(make_model: Callable[[int], keras.Model], data: Split, run_dir, config: 
         )
     train_seconds = time.perf_counter() - start - recorder.test_seconds
 
+    if recorder.initial_epoch is None:  # resumed after the last epoch: fit trained nothing
+        recorder.rows = read_history(csv_path)
+        recorder.initial_epoch = getattr(model, "_initial_epoch", None) or 0
     rows = recorder.rows
     title = config.title or model.name
     plots.history(rows, png_path, title=title if config.precision == "float32" else f"{title} ({config.precision})")

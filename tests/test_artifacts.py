@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,22 +62,78 @@ def test_saved_model_loads_in_a_process_that_never_imports_kerasdl(tmp_path, tra
     assert proc.stdout.strip().endswith("(2, 10)")
 
 
-def test_failed_export_keeps_the_previous_model(tmp_path, trained_linear, monkeypatch):
+def _visible(path):
+    return sorted(p.name for p in path.iterdir() if p.name != ".lock")
+
+
+def _disk_full_half_way(self, path, *args, **kwargs):
+    """model.save that writes half a file and then finds the disk full."""
+    import errno
+
+    Path(path).write_bytes(b"PK\x03\x04 half a zip")
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("fault", ["disk full half-way", "read-only export directory"])
+def test_failed_export_keeps_the_previous_model(fault, tmp_path, trained_linear, monkeypatch):
+    import errno
+    import tempfile
+
     x = np.random.default_rng(2).random((3, 784), dtype="float32")
     first = artifacts.export(trained_linear, tmp_path, "linear")
     before = artifacts.serve(artifacts.load_saved_model(first.saved_model), x).numpy()
     keras_bytes = first.keras_model.read_bytes()
 
     other = models.compile_classifier(models.linear())
-    monkeypatch.setattr(type(other), "save", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
-    with pytest.raises(OSError, match="disk full"):
+    if fault == "disk full half-way":
+        monkeypatch.setattr(type(other), "save", _disk_full_half_way)
+    else:  # as a read-only mount answers (root ignores chmod, so the refusal is injected where it lands)
+        def read_only(*a, **k):
+            raise OSError(errno.EROFS, "Read-only file system")
+        monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    with pytest.raises(UsageError) as error:
         artifacts.export(other, tmp_path, "linear")
+    message = str(error.value)
+    assert "\n" not in message and "version 1 is untouched" in message
+    assert ("No space left" if fault == "disk full half-way" else "Read-only") in message
 
-    after = artifacts.serve(artifacts.load_saved_model(first.saved_model), x).numpy()
+    after = artifacts.serve(artifacts.load_saved_model(tmp_path / "linear"), x).numpy()
     np.testing.assert_array_equal(before, after)
     assert first.keras_model.read_bytes() == keras_bytes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["linear", "linear.keras"]
-    assert [p.name for p in (tmp_path / "linear").iterdir()] == ["1"], "a failed export left a version or temp dir"
+    assert _visible(tmp_path / "linear") == ["1"], "a failed export left a version or temp dir"
+
+
+def test_strays_and_leftovers_never_jam_an_export_and_the_keras_file_is_the_newest(tmp_path, trained_linear):
+    """A numbered directory without a SavedModel is stepped over (never an endless loop); what a
+    killed exporter left (.export-*, a half-linked .keras) is removed; <name>.keras is the newest
+    version's own file."""
+    first = artifacts.export(trained_linear, tmp_path, "linear")
+    (tmp_path / "linear" / "2").mkdir()
+    (tmp_path / "linear" / "2" / "variables").mkdir()  # a partial copy: not empty, no saved_model.pb
+    (tmp_path / "linear" / ".export-killed").mkdir()
+    (tmp_path / ".linear.keras.tmp-999").write_bytes(b"half")
+    second = artifacts.export(trained_linear, tmp_path, "linear")
+    assert (first.version, second.version) == (1, 3) and artifacts.versions(tmp_path / "linear") == [1, 3]
+    assert _visible(tmp_path / "linear") == ["1", "2", "3"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert second.keras_model.samefile(second.saved_model / artifacts.KERAS_FILE)
+
+
+def test_a_second_exporter_of_the_same_name_is_refused_while_the_first_holds_it(tmp_path, trained_linear):
+    (tmp_path / "linear").mkdir()
+    code = ("import sys, time; from kerasdl import locks; "  # the lock export takes, without TensorFlow's import
+            "lock = locks.hold(sys.argv[1] + '/linear/.lock', 'x', 'y'); lock.__enter__(); print('held', flush=True); "
+            "time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UsageError, match=rf"in use by another run \(pid {holder.pid} on .*--name"):
+            artifacts.export(trained_linear, tmp_path, "linear")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert artifacts.export(trained_linear, tmp_path, "linear").version == 1  # kill -9 left no stale lock
 
 
 def test_loading_a_directory_that_is_not_a_saved_model_is_a_usage_error(tmp_path):
@@ -92,7 +149,7 @@ def test_versions_are_numbered_pruned_and_readers_take_the_newest(tmp_path, trai
     outs = [artifacts.export(trained_linear, tmp_path, "linear", keep=3) for _ in range(5)]
     assert [o.version for o in outs] == [1, 2, 3, 4, 5]
     assert artifacts.versions(tmp_path / "linear") == [3, 4, 5]
-    assert sorted(p.name for p in (tmp_path / "linear").iterdir()) == ["3", "4", "5"]
+    assert _visible(tmp_path / "linear") == ["3", "4", "5"]
     assert artifacts.resolve(tmp_path / "linear") == tmp_path / "linear" / "5"
     assert artifacts.resolve(tmp_path / "linear" / "4") == tmp_path / "linear" / "4"
     loaded = artifacts.load_saved_model(tmp_path / "linear")
