@@ -23,6 +23,7 @@ import numpy as np
 from kerasdl import PRECISIONS
 from kerasdl.summary import config_json, write as write_summary, write_text
 from kerasdl.errors import positive, progress, run_cli, writable_dir
+from kerasdl import locks
 
 log = logging.getLogger("kerasdl.autoencoder")
 
@@ -75,6 +76,7 @@ def train_autoencoder(arch: str, split, cfg: AutoencoderConfig, verbose="auto"):
     return training.fit(make, as_targets, cfg.run_dir / arch, fit_cfg)
 
 
+@locks.one_run_at_a_time
 def run(cfg: AutoencoderConfig, verbose="auto") -> dict:
     """Section 2.6 end to end; `verbose` is Keras' (a progress bar per epoch, or 0)."""
     from sklearn.decomposition import PCA

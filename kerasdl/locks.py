@@ -81,3 +81,18 @@ def is_held(path) -> bool:
 def run_dir_lock(run_dir: Path, fix: str = "pass --name (or --run-dir) to run beside it, or wait for it to finish"):
     """The lock of a run directory (which must exist): one run writes it at a time."""
     return hold(Path(run_dir) / ".lock", f"run directory {run_dir}", fix)
+
+
+def one_run_at_a_time(run):
+    """Decorate a section's `run(cfg, ...)`: the call creates cfg.run_dir and holds its lock."""
+    import functools
+
+    from kerasdl.errors import writable_dir
+
+    @functools.wraps(run)
+    def locked(cfg, *args, **kwargs):
+        run_dir = writable_dir(cfg.run_dir, "--run-dir")
+        with run_dir_lock(run_dir, "pass another --run-dir to run beside it, or wait for it to finish"):
+            return run(cfg, *args, **kwargs)
+
+    return locked

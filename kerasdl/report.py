@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -62,6 +63,11 @@ def stages(root: Path, quick: bool, fresh: bool = False, verbose: int | str = 0)
 
     theory_cfg = theory.TheoryConfig(run_dir=root / "theory",
                                      **(dict(steps=8, mlp_images=300, mlp_units=16) if quick else {}))
+    from tuning import optimizers
+
+    # Rates 1 and 10 with plain SGD and SGD+momentum (the write-up's lr-1 curve): 15 epochs on 20,000 images.
+    sgd_cfg = optimizers.OptimizerRatesConfig(run_dir=root / "tuning" / "lr_sgd",
+                                              **(dict(limit=1000, epochs=2, units=32) if quick else {}))
     toy_cfg = toy.ToyConfig(run_dir=root / "toy", **(dict(seeds=2, iterations=100) if quick else {}))
     ae_cfg = autoencoder.AutoencoderConfig(run_dir=root / "autoencoder", export_dir=root / "saved_models",
                                            **(dict(limit=1500, epochs=1) if quick else {}))
@@ -76,6 +82,7 @@ def stages(root: Path, quick: bool, fresh: bool = False, verbose: int | str = 0)
         Stage("mlp_sigmoid", root / "mlp_sigmoid" / "summary.json", *classifier("mlp", name="mlp_sigmoid",
                                                                                activation="sigmoid")),
         Stage("tuning_lr", root / "tuning" / "lr" / "summary.json", *tuner("lr")),
+        Stage("tuning_lr_sgd", root / "tuning" / "lr_sgd" / "summary.json", lambda: optimizers.run(sgd_cfg), sgd_cfg),
         Stage("tuning_depth", root / "tuning" / "depth" / "summary.json", *tuner("depth")),
         Stage("autoencoder", root / "autoencoder" / "summary.json", lambda: autoencoder.run(ae_cfg, verbose), ae_cfg),
     ]
@@ -148,8 +155,19 @@ def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
 
     for i, stage in enumerate(all_stages, 1):
         prefix = f"[{i}/{len(all_stages)}] {stage.name}"
+        summary = None
         if stage.summary.exists() and not fresh:
-            summary = json.loads(stage.summary.read_text())
+            try:
+                summary = json.loads(stage.summary.read_text())
+                if not isinstance(summary, dict) or not isinstance(summary.get("config") or {}, dict):
+                    raise ValueError("not a JSON object with a config object")
+            except (OSError, ValueError) as exc:  # a corrupt summary costs its stage a rerun, not the report
+                if reuse_only:
+                    raise UsageError(f"stage {stage.name}: {stage.summary} is unreadable ({exc.__class__.__name__}); "
+                                     "drop --reuse-only to rerun it") from None
+                log.info("%s: %s is unreadable (%s): running again", prefix, stage.summary, exc.__class__.__name__)
+                to_run.add(stage.name)
+        if summary is not None:
             diff = config_differences(stage, summary)
             if not diff:
                 results[stage.name] = summary
@@ -162,7 +180,7 @@ def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
                                  "drop --reuse-only to rerun it, or --runs to point elsewhere")
             log.info("%s: %s has another config (%s): running again", prefix, stage.summary, what)
             to_run.add(stage.name)
-        elif reuse_only:
+        elif reuse_only and not stage.summary.exists():
             raise UsageError(f"stage {stage.name}: no results at {stage.summary}; drop --reuse-only to run it")
         last = f"last run took {_clock(timings[stage.name])}" if stage.name in timings else \
             f"about {_clock(reference[stage.name])} on a 2-core reference run" if stage.name in reference else \
@@ -253,16 +271,20 @@ def write_report(results: dict, status: dict, out: Path, quick: bool, seconds: f
     for number, title, needed, figures in SECTIONS:
         parts.append(f"\n## {title}\n")
         missing = [k for k in needed if k not in r]
+        judged = claims.evaluate(r, section=number, missing={**status, **{k: status.get(k, "did not run") for k in needed}})
         if missing:
             parts.append(f"*Not available: stage {', '.join(missing)} failed or did not run.*\n")
+            if judged:
+                parts.append(claims_table(judged))
             continue
-        parts.append(claims_table(claims.evaluate(r, section=number)))
+        parts.append(claims_table(judged))
         parts += [figure(_dig(r.get(stage, {}), keys), out, caption) for stage, keys, caption in figures]
         if number in rendered:
             parts.append("\n" + rendered[number])
     report = out / "REPORT.md"
-    tmp = out / ".REPORT.md.tmp"
-    tmp.write_text("\n".join(parts))
+    fd, tmp = tempfile.mkstemp(prefix=".REPORT.md.tmp-", dir=out)  # its own file: reports into one --out never mix
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(parts))
     os.replace(tmp, report)
     return report
 
@@ -287,13 +309,19 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     if args.reuse_only and args.fresh:
         raise UsageError("--reuse-only and --fresh contradict each other; pass one of them")
-    with progress(args.quiet):
+    from kerasdl import claims, locks
+
+    # One report per results directory: two would train the same stages into the same run directories.
+    with progress(args.quiet), locks.hold(root / ".report.lock", f"results directory {root}",
+                                          "pass another --runs, or wait for the other report to finish"):
         results, status = run_stages(stages(root, args.quick, args.fresh, verbose=0 if args.quiet else 2),
                                      args.fresh, args.reuse_only, timings_path=root / "report_timings.json",
                                      reference=None if args.quick else REFERENCE_TIMINGS)
         report = write_report(results, status, out, args.quick, time.perf_counter() - start)
     failed = [k for k, v in status.items() if v.startswith("FAILED")]
-    print(json.dumps({"report": str(report), "stages": status, "failed": failed}))
+    verdicts = {c.claim: c.verdict for c in claims.evaluate(results, missing=status)}
+    not_evaluated = [k for k, v in verdicts.items() if v == claims.NOT_EVALUATED]
+    print(json.dumps({"report": str(report), "stages": status, "failed": failed, "not_evaluated": not_evaluated}))
     return 1 if failed else 0
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from kerasdl.summary import config_json, write as write_summary
 from kerasdl.errors import positive, progress, run_cli, writable_dir
+from kerasdl import locks
 
 log = logging.getLogger("kerasdl.theory")
 
@@ -131,6 +132,7 @@ def zero_init_experiments(cfg: TheoryConfig) -> dict:
     return out
 
 
+@locks.one_run_at_a_time
 def run(cfg: TheoryConfig) -> dict:
     from kerasdl import plots
 

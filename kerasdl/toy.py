@@ -22,6 +22,7 @@ import numpy as np
 
 from kerasdl.summary import config_json, write as write_summary, write_text
 from kerasdl.errors import non_negative_float, positive, progress, run_cli, writable_dir
+from kerasdl import locks
 
 log = logging.getLogger("kerasdl.toy")
 
@@ -149,6 +150,7 @@ def markdown_table(results: dict, numpy_f1: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+@locks.one_run_at_a_time
 def run(cfg: ToyConfig) -> dict:
     from kerasdl import plots
 

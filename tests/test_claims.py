@@ -20,9 +20,9 @@ def theory(fd=1e-11, e64=1e-17, toy_frozen=2, mlp_frozen=4, zero_loss=1.0, rando
             "zero_init": {"toy_cnn": model(toy_frozen, 2), "mlp": model(mlp_frozen, 4)}}
 
 
-def toy(f0_linear=0.011, nonlinear_linear=1.0, cnn=0.02, cnn_max=0.1, rel_tf=1e-6, rel_fd=1e-9):
+def toy(f0_linear=0.011, nonlinear_linear=1.0, cnn=0.02, cnn_max=0.1, rel_tf=1e-6, rel_fd=1e-9, linear_spread=1.01):
     def fn(linear, cnn_median):
-        return {"noise_floor": 0.01, "toy_linear": {"median": linear, "min": linear, "max": linear * 1.01},
+        return {"noise_floor": 0.01, "toy_linear": {"median": linear, "min": linear, "max": linear * linear_spread},
                 "toy_cnn": {"median": cnn_median, "min": 0.9 * cnn_median, "max": cnn_max}}
     return {"results": {"f0": fn(f0_linear, cnn), "f1": fn(nonlinear_linear, cnn), "f2": fn(nonlinear_linear, cnn)},
             "gradient_check": {"max_rel_error_vs_tensorflow": rel_tf, "max_rel_error_vs_finite_differences": rel_fd},
@@ -115,10 +115,46 @@ def test_zero_init_holds_only_when_every_tensor_is_frozen():
 def test_evidence_quotes_the_summaries_numbers():
     assert "0.9930" in claims.cnn_accuracy(GOOD).evidence
     assert "momentum 0.9 (lr 0.01) 0.9790" in claims.adam_vs_sgd(GOOD).evidence
-    assert "lr 1: best validation accuracy 0.800, final 0.100" in claims.lr_1_collapses(GOOD).evidence
+    assert "lr 1: best validation accuracy 0.800 (epoch 2), final 0.100" in claims.lr_1_collapses(GOOD).evidence
+
+
+@pytest.mark.parametrize("curve, expected, story", [
+    ((0.6, 0.8, 0.3, 0.1), "holds", "learned, then collapsed"),
+    ((0.6, 0.8, 0.5, 0.41), "partly", "fell, but not by half"),  # just above half the peak
+    ((0.6, 0.8, 0.79, 0.76), "does not hold", "did not collapse"),  # fell by less than 0.05
+    ((0.1, 0.12, 0.1, 0.09), "does not hold", "never learned"),  # the Adam run: wobbles at chance
+    ((0.2, 0.49, 0.2, 0.1), "does not hold", "never learned"),  # peak just below "learned"
+])
+def test_lr_1_collapses_only_after_it_learned(curve, expected, story):
+    claim = claims.lr_1_collapses({"tuning_lr": tuning_lr(lr1=curve)})
+    assert claim.verdict == expected and story in claim.evidence, claim
+
+
+def test_lr_1_evidence_says_which_optimizer_learns_then_collapses():
+    sgd = {"epochs": 15, "train_images": 18000, "runs": [
+        {"optimizer": "sgd", "lr": 1.0, "diverged": False, "val_accuracy_per_epoch": [0.93, 0.97, 0.97]},
+        {"optimizer": "sgd+momentum 0.9", "lr": 1.0, "diverged": False, "val_accuracy_per_epoch": [0.82, 0.85, 0.3]}]}
+    evidence = claims.lr_1_collapses({**GOOD, "tuning_lr_sgd": sgd}).evidence
+    assert "sgd lr 1: peak 0.970 at epoch 2, final 0.970, learns and holds" in evidence
+    assert "sgd+momentum 0.9 lr 1: peak 0.850 at epoch 2, final 0.300, learns, then collapses" in evidence
+
+
+def test_linear_fails_nonlinear_needs_every_seed_at_the_same_optimum():
+    assert claims.linear_fails_nonlinear({"toy": toy(linear_spread=1.09)}).verdict == "holds"
+    assert claims.linear_fails_nonlinear({"toy": toy(linear_spread=1.5)}).verdict == "partly"
 
 
 def test_missing_stages_skip_their_claims_and_a_malformed_summary_is_reported():
     assert claims.evaluate({"cnn": GOOD["cnn"]}) == [claims.cnn_accuracy(GOOD)]
     broken = claims.evaluate({"autoencoder": {"methods": {"deep": {}, "pca": {}}}}, section="2.6")
     assert broken and all("could not be evaluated" in c.evidence for c in broken)
+    assert {c.verdict for c in broken} == {"not evaluated"}  # unreadable evidence is no "does not hold"
+
+
+def test_a_failed_stage_leaves_its_claims_not_evaluated_with_why():
+    r = {k: v for k, v in GOOD.items() if k != "tuning_lr"}
+    judged = claims.evaluate(r, section="2.5.4", missing={"tuning_lr": "FAILED: OSError: disk full"})
+    by_verdict = {c.claim: c for c in judged}
+    assert by_verdict["lr 1 collapses"].verdict == "not evaluated"
+    assert "stage tuning_lr: FAILED: OSError: disk full" in by_verdict["lr 1 collapses"].evidence
+    assert [c.verdict for c in judged].count("not evaluated") == 3  # the depth claim reads another stage

@@ -30,7 +30,8 @@ def test_quick_report_has_every_section_figure_and_verdict(quick_report):
     text = (work / "reports" / "REPORT.md").read_text()
     for heading in SECTIONS:
         assert heading in text
-    assert "Not available" not in text and "Could not evaluate" not in text
+    assert "Not available" not in text and "could not be evaluated" not in text and "not evaluated" not in text
+    assert summary["not_evaluated"] == []
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(images) >= 10
     for rel in images:
@@ -38,7 +39,8 @@ def test_quick_report_has_every_section_figure_and_verdict(quick_report):
     verdicts = re.findall(r"\| \*\*([^*]+)\*\* \|$", text, flags=re.M)
     assert len(verdicts) >= 15
     assert set(verdicts) <= {"holds", "partly", "does not hold"}
-    assert "[1/10] theory: running" in proc.stderr  # a progress line per stage
+    assert "SGD stage (" in text  # the optimizer stage's curves quoted in lr_1_collapses' evidence
+    assert "[1/11] theory: running" in proc.stderr  # a progress line per stage
 
 
 def test_second_run_reuses_results(quick_report):
@@ -55,7 +57,7 @@ def test_fresh_restarts_classifiers_and_reruns_the_tuner_searches(tmp_path):
 
     for fresh in (False, True):
         by_name = {stage.name: stage for stage in report.stages(tmp_path, quick=False, fresh=fresh)}
-        assert len(by_name) == 10 and all(stage.config is not None for stage in by_name.values())
+        assert len(by_name) == 11 and all(stage.config is not None for stage in by_name.values())
         # without overwrite, Keras Tuner reloads its finished trials and a --fresh report would rerun nothing
         assert by_name["tuning_lr"].config.overwrite is fresh and by_name["tuning_depth"].config.overwrite is fresh
         assert by_name["tuning_lr"].config.epochs == 50  # the write-up's budget, not a shortened one
@@ -76,6 +78,43 @@ def test_a_failing_stage_is_marked_and_the_rest_still_reported(quick_report, tmp
     assert summary["failed"] == ["toy"]
     text = (tmp_path / "reports" / "REPORT.md").read_text()
     assert "FAILED" in text and "## 2.6 Autoencoder vs PCA(2)" in text and "**holds**" in text
+    # the failed stage's claims say "not evaluated", with why; never "does not hold"
+    toy_section = text.split("## 2.4")[1].split("## 2.5")[0]
+    assert "**not evaluated**" in toy_section and "stage toy: FAILED" in toy_section
+    assert "does not hold" not in toy_section
+    assert "linear_fails_nonlinear" not in summary["not_evaluated"] and "linear fails nonlinear" in summary["not_evaluated"]
+
+
+def test_a_corrupt_summary_is_rerun_not_fatal(tmp_path):
+    from kerasdl import mnist, report
+    from kerasdl.summary import config_json
+
+    cfg = mnist.config_for("linear", run_dir=tmp_path / "linear")
+    path = tmp_path / "linear" / "summary.json"
+    path.parent.mkdir()
+    path.write_text('{"test_accuracy": 0.92, "config": {')  # cut off mid-write by a crash or a full disk
+    full = {"test_accuracy": 0.925, "epochs": 10, "train_seconds": 3.0, "train_images": 55000,
+            "config": json.loads(json.dumps(config_json(cfg)))}
+    stage = report.Stage("linear", path, lambda: full, cfg)
+    results, status = report.run_stages([stage], fresh=False)
+    assert status["linear"].startswith("ran now") and results["linear"] == full
+
+
+def test_a_second_report_on_the_same_runs_is_refused_with_one_line(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from kerasdl import locks; "
+                               "l = locks.hold(sys.argv[1] + '/.report.lock', 'x', 'y'); l.__enter__(); "
+                               "print('held', flush=True); time.sleep(60)", str(tmp_path)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = run_module("kerasdl.report", "--quick", "--runs", tmp_path, "--out", tmp_path / "out", timeout=120)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"pid {holder.pid}" in errors[0] and "--runs" in errors[0], proc.stderr[-2000:]
+    assert not (tmp_path / "theory").exists()  # nothing ran
 
 
 def test_benchmark_quick_mode_writes_json_and_table(real_mnist, tmp_path):

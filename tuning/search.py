@@ -237,8 +237,19 @@ def search(cfg: SearchConfig, verbose: int = 0) -> dict:
     `verbose=1`: Keras Tuner's own trial lines, one line per epoch, and our line per trial
     (n of N, best so far, elapsed and time left); 0: silent.
     """
+    split = data.mnist_split("flat", limit=cfg.limit, validation_size=cfg.validation_size)  # bad data: before any mkdir
     cfg.directory.mkdir(parents=True, exist_ok=True)
-    split = data.mnist_split("flat", limit=cfg.limit, validation_size=cfg.validation_size)
+    if kt_role() == "worker":  # workers share the search their chief holds
+        return _search(cfg, split, verbose)
+    from kerasdl import locks
+
+    # One chief per search directory: two chiefs would hand out the same trials and overwrite each other.
+    with locks.hold(cfg.directory / ".lock", f"search directory {cfg.directory}",
+                    "pass another --run-root to search beside it, or wait for it to finish"):
+        return _search(cfg, split, verbose)
+
+
+def _search(cfg: SearchConfig, split, verbose: int) -> dict:
     hypermodel = MLPHyperModel(cfg, test=(split.x_test, split.y_test))
     tuner = make_tuner(cfg, hypermodel)
     board = keras.callbacks.TensorBoard(str(cfg.directory / "tensorboard"), write_graph=False)
