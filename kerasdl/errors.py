@@ -27,6 +27,19 @@ def writable_dir(path: Path, flag: str) -> Path:
     return path
 
 
+def creatable(path: Path, flag: str) -> Path:
+    """Check, without creating anything, that `path` is or can become a writable directory: its
+    nearest existing ancestor must be a writable directory. UsageError naming `flag` otherwise.
+    Commands check every output directory this way before `writable_dir` creates any of them,
+    so a bad one leaves no other behind."""
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "not a directory" if not existing.is_dir() else "no write permission"
+        raise UsageError(f"{flag} {path}: not writable ({existing}: {why}); choose a directory you can write to")
+    return path
+
+
 def run_cli(main, prog: str, argv=None) -> int:
     """Run `main(argv)` with TensorFlow's start-up chatter filtered from stderr (kerasdl.quiet);
     turn a UsageError into `prog: error: ...` on stderr and exit code 2."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kerasdl import PRECISIONS
 from kerasdl.summary import config_json, write as write_summary
-from kerasdl.errors import UsageError, non_negative_float, positive, progress, run_cli, writable_dir
+from kerasdl.errors import UsageError, creatable, non_negative_float, positive, progress, run_cli, writable_dir
 
 
 @dataclass
@@ -105,6 +105,8 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
             run_dir = run_dir / f"{kind}{index}"
     # Bad data fails here, before TensorFlow is even imported and before any directory is created.
     split = data.mnist_split(LAYOUT[cfg.model], limit=cfg.limit, validation_size=cfg.validation_size)
+    creatable(run_dir, "--run-dir")
+    creatable(cfg.export_dir, "--export-dir")  # both checked before either is created
     run_dir = writable_dir(run_dir, "--run-dir")
     export_dir = writable_dir(cfg.export_dir, "--export-dir")
 

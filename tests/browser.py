@@ -2,7 +2,7 @@
 
 No browser is downloaded: Debian's `chromium` and `chromium-driver` (apt-get install -y chromium
 chromium-driver) are used where they are installed; elsewhere the browser tests are skipped
-with that command as the reason (and fail instead when KERASDL_REQUIRE_BROWSER=1, as in CI).
+with that command as the reason (and fail instead when KERASDL_REQUIRE_BROWSER=1 or CI=true).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def start_chromium(width: int = 1280, height: int = 1000):
     paths = chromium_paths()
     if paths is None:
         message = f"no system Chromium/ChromeDriver for the browser tests: {INSTALL}"
-        if os.environ.get("KERASDL_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
+        if os.environ.get("KERASDL_REQUIRE_BROWSER") == "1" or os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message, pytrace=False)
         pytest.skip(message)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -171,6 +171,7 @@ def test_every_bad_input_gets_one_clear_line_and_exit_2(case, tmp_path):
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in models_dir.iterdir()) == ["linear.keras"]
     assert (models_dir / "linear.keras").read_bytes() == b"previous model"
+    assert not (tmp_path / "run").exists(), "a refused run created its run directory"
 
 
 # ---- tf.distribute --------------------------------------------------------------------------
@@ -246,3 +247,93 @@ def test_multiworker_strategy_with_two_local_workers_ends_with_identical_weights
     assert chief["saved_model"] and other["saved_model"] is None  # only the chief exports
     assert Path(chief["saved_model"], "saved_model.pb").is_file()
     assert (tmp_path / "run" / "worker1" / "history.csv").is_file()
+
+
+# ---- one run per directory; no crash window; never resume from what is not there ------------
+
+QUICK_RUN = ["linear", "--limit", "600", "--epochs", "2", "--quiet"]
+
+
+def _visible_versions(models: Path) -> list[str]:
+    return sorted(p.name for p in (models / "linear").iterdir() if p.name != ".lock")
+
+
+def test_two_same_name_runs_started_together_end_with_one_run_and_one_clear_line(real_mnist, tmp_path):
+    """Both runs are told to die mid-export (as from kill -9): the one holding the name gets
+    that far, the other stops at once; the rerun finishes the killed run without training it
+    again, removes what the killed export left, and publishes exactly one version."""
+    dirs = ["--run-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "models")]
+    args = [sys.executable, "-m", "kerasdl.mnist", *QUICK_RUN, *dirs]
+    env = {**os.environ, "KERASDL_FAULT": "export_written"}
+    procs = [subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [-signal.SIGKILL, 2], [o[1][-1500:] for o in outs]
+    winner, loser = (procs[0], outs[1]) if procs[0].returncode == -signal.SIGKILL else (procs[1], outs[0])
+    errors = [line for line in loser[1].splitlines() if ": error: " in line]
+    assert len(errors) == 1, loser[1][-2000:]
+    assert f"is in use by another run (pid {winner.pid} on " in errors[0] and "--name" in errors[0], errors[0]
+    assert "kerasdl.mnist" in errors[0]  # the holder's command
+    assert list((tmp_path / "models" / "linear").glob(".export-*")), "the kill should have left a partial export"
+
+    again = run_module("kerasdl.mnist", *QUICK_RUN, *dirs)
+    assert again.returncode == 0, again.stderr[-2000:]
+    summary = last_json(again.stdout)
+    assert summary["resumed_from_epoch"] == 2  # trained already: evaluated and exported, not trained again
+    assert [r["epoch"] for r in training.read_history(tmp_path / "run" / "history.csv")] == [0, 1]
+    assert _visible_versions(tmp_path / "models") == ["1"]  # the leftover .export-* removed, one version
+    assert not (tmp_path / "run" / "backup").exists()
+
+
+class Killed(BaseException):
+    """Stands for kill -9 in-process: no `except Exception` catches it."""
+
+
+@pytest.mark.parametrize("fault", ["after_fit", "export_published", "before_summary"])
+def test_a_run_killed_after_training_finishes_on_rerun_without_training_or_a_second_version(
+        fault, real_mnist, tmp_path, monkeypatch):
+    from kerasdl import artifacts, faults, mnist
+
+    cfg = mnist.config_for("linear", limit=600, epochs=2, run_dir=tmp_path / "run", export_dir=tmp_path / "models")
+
+    def die(point):
+        if point == fault:
+            raise Killed(point)
+
+    monkeypatch.setattr(faults, "point", die)
+    with pytest.raises(Killed):
+        mnist.train(cfg, verbose=0)
+    history = (tmp_path / "run" / "history.csv").read_bytes()
+    assert (tmp_path / "run" / "backup" / "training_metadata.json").is_file(), "the resume state must survive"
+    assert not (tmp_path / "run" / "summary.json").exists()
+    monkeypatch.undo()
+
+    summary = mnist.train(cfg, verbose=0)
+    assert summary["resumed_from_epoch"] == 2
+    assert (tmp_path / "run" / "history.csv").read_bytes() == history  # no epoch trained again
+    assert _visible_versions(tmp_path / "models") == ["1"]
+    version = tmp_path / "models" / "linear" / "1"
+    assert json.loads((version / "model_card.json").read_text())["weights_sha256"] == summary["weights_sha256"]
+    assert (tmp_path / "models" / "linear.keras").samefile(version / artifacts.KERAS_FILE)
+    assert not (tmp_path / "run" / "backup").exists() and (tmp_path / "run" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("damage", ["weights missing", "weights unreadable", "metadata unreadable"])
+def test_a_backup_that_cannot_be_resumed_is_refused_not_restarted(damage, real_mnist, tmp_path):
+    from kerasdl import mnist
+    from kerasdl.errors import UsageError
+
+    backup = tmp_path / "run" / "backup"
+    backup.mkdir(parents=True)
+    meta = {"epoch": 1, "batch": 0, "weights": "epoch-1.weights.h5"}
+    (backup / "training_metadata.json").write_text("{\"epoch\": 1," if damage == "metadata unreadable"
+                                                   else json.dumps(meta))
+    if damage == "weights unreadable":
+        (backup / "epoch-1.weights.h5").write_bytes(b"\x89HDF\r\n half a file")
+    cfg = mnist.config_for("linear", limit=600, epochs=2, run_dir=tmp_path / "run", export_dir=tmp_path / "models")
+    word = {"weights missing": "missing", "weights unreadable": "unreadable", "metadata unreadable": "metadata"}[damage]
+    with pytest.raises(UsageError, match=rf"{backup}: cannot resume: .*{word}.*--restart"):
+        mnist.train(cfg, verbose=0)
+    assert not (tmp_path / "run" / "history.csv").exists()  # nothing trained
+    assert not list((tmp_path / "models").glob("linear/[0-9]*"))
