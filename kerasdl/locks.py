@@ -62,8 +62,9 @@ def hold(path, what: str, fix: str):
         os.close(fd)
         raise UsageError(f"{what} is in use by another run ({holder(path)}); {fix}") from None
     try:
+        argv = list(getattr(sys, "orig_argv", None) or ["python", *sys.argv])  # as typed: "python -m kerasdl.mnist ..."
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-                "command": " ".join(["python", *sys.argv]) if sys.argv and sys.argv[0] else "python"}
+                "command": " ".join(" ".join([Path(argv[0]).name, *argv[1:]]).split())[:300]}  # one line
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         _held[key] = [fd, 1]

@@ -36,7 +36,7 @@ def test_short_run_beats_pca_on_reconstruction(short_run):
     _, summary = short_run
     deep, pca = summary["methods"]["deep"], summary["methods"]["pca"]
     assert deep["reconstruction_mse"] < pca["reconstruction_mse"]
-    assert 0 < pca["knn_accuracy"] <= 1 and -1 <= deep["silhouette"] <= 1
+    assert deep["knn_accuracy"] > 0.4  # 2-D codes that separate digits: chance is 0.1
     for png in summary["figures"].values():
         assert Path(png).stat().st_size > 20_000
     assert Path(summary["table"]).read_text().count("|") > 10
@@ -50,6 +50,10 @@ def test_exported_encoder_alone_reproduces_the_codes(short_run, real_mnist):
     decoder = artifacts.load_saved_model(paths["decoder"])
     full = artifacts.load_saved_model(paths["autoencoder"])
     codes = artifacts.serve(encoder, x).numpy()
+    # the summary's reconstruction error is the exported model's, on the test images it names
+    test = (np.load(real_mnist)["x_test"][:10000].reshape(-1, 784) / 255.0).astype("float32")
+    mse = float(np.mean((artifacts.serve(full, test).numpy() - test) ** 2))
+    assert mse == pytest.approx(summary["methods"]["deep"]["reconstruction_mse"], rel=1e-3)
     assert codes.shape == (16, 2)
     np.testing.assert_allclose(artifacts.serve(decoder, codes).numpy(), artifacts.serve(full, x).numpy(),
                                rtol=1e-4, atol=1e-5)

@@ -274,7 +274,7 @@ def test_two_same_name_runs_started_together_end_with_one_run_and_one_clear_line
     errors = [line for line in loser[1].splitlines() if ": error: " in line]
     assert len(errors) == 1, loser[1][-2000:]
     assert f"is in use by another run (pid {winner.pid} on " in errors[0] and "--name" in errors[0], errors[0]
-    assert "kerasdl.mnist" in errors[0]  # the holder's command
+    assert "-m kerasdl.mnist linear --limit 600" in errors[0]  # the holder's command
     assert list((tmp_path / "models" / "linear").glob(".export-*")), "the kill should have left a partial export"
 
     again = run_module("kerasdl.mnist", *QUICK_RUN, *dirs)
