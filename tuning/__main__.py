@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from kerasdl import PRECISIONS
-from kerasdl.errors import non_negative_float, positive, progress, run_cli, writable_dir
+from kerasdl.errors import creatable, non_negative_float, positive, progress, run_cli
 
 
 def parser() -> argparse.ArgumentParser:
@@ -64,8 +64,8 @@ def main(argv=None) -> int:
     quiet = vars(args).pop("quiet")
     from tuning.search import SearchConfig, search
 
-    writable_dir(args.run_root, "--run-root")
-    writable_dir(args.export_dir, "--export-dir")
+    creatable(args.run_root, "--run-root")  # checked now, created only once the data has loaded
+    creatable(args.export_dir, "--export-dir")
     values = vars(args)
     cfg = SearchConfig(**{**values, "lrs": tuple(dict.fromkeys(args.lrs)), "depths": tuple(dict.fromkeys(args.depths)),
                           "epochs": args.epochs or DEFAULT_EPOCHS[args.kind]})
