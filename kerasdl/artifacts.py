@@ -185,7 +185,10 @@ def _clean_stale(model_dir: Path, name: str) -> None:
     for entry in [*model_dir.glob(".export-*"), *model_dir.glob(".migrate-*"),
                   *model_dir.parent.glob(f".{name}.keras.tmp-*")]:
         log.info("removing %s, left by an interrupted export", entry)
-        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _link_keras(version_dir: Path, keras_path: Path) -> None:

@@ -158,3 +158,29 @@ def test_a_failed_stage_leaves_its_claims_not_evaluated_with_why():
     assert by_verdict["lr 1 collapses"].verdict == "not evaluated"
     assert "stage tuning_lr: FAILED: OSError: disk full" in by_verdict["lr 1 collapses"].evidence
     assert [c.verdict for c in judged].count("not evaluated") == 3  # the depth claim reads another stage
+
+
+# claim -> (evidence inside its "partly" band, evidence just past it): both sides of the band
+PARTLY_BANDS = {
+    "linear_accuracy": ({"linear": classifier(0.917)}, {"linear": classifier(0.914)}),
+    "cnn_accuracy": ({"cnn": classifier(0.988)}, {"cnn": classifier(0.986)}),
+    "convnet_learns_all": ({"toy": toy(cnn=0.2)}, {"toy": toy(cnn=2.0)}),
+    "adam_vs_sgd": ({"mlp_sgd": classifier(0.986, lr=0.01, momentum=0.9)},
+                    {"mlp_sgd": classifier(0.988, lr=0.01, momentum=0.9)}),
+    "relu_beats_sigmoid": ({"mlp_sigmoid": classifier(0.9825)}, {"mlp_sigmoid": classifier(0.984)}),
+    "depth_costs_more_than_it_gains": ({"tuning_depth": tuning_depth(accs=(0.97, 0.98, 0.99))},
+                                       {"tuning_depth": tuning_depth(accs=(0.97, 0.98, 0.99), seconds=(1, 1.1, 1.2))}),
+    "autoencoder_separates_digits": ({"autoencoder": autoencoder(deep_knn=0.42)}, {"autoencoder": autoencoder(deep_knn=0.39)}),
+    "autoencoder_reconstructs_better": ({"autoencoder": autoencoder(deep_mse=0.05)},
+                                        {"autoencoder": autoencoder(deep_mse=0.057)}),
+    "lr_1_collapses": ({"tuning_lr": tuning_lr(lr1=(0.6, 0.8, 0.7, 0.74))},
+                       {"tuning_lr": tuning_lr(lr1=(0.6, 0.8, 0.78, 0.76))}),
+    "linear_fails_nonlinear": ({"toy": toy(linear_spread=1.5)}, {"toy": toy(linear_spread=1.5, nonlinear_linear=0.05)}),
+}
+
+
+@pytest.mark.parametrize("name", list(PARTLY_BANDS))
+def test_partly_bands_on_both_sides(name):
+    inside, past = PARTLY_BANDS[name]
+    assert by_name({**copy.deepcopy(GOOD), **inside})[name].verdict == "partly"
+    assert by_name({**copy.deepcopy(GOOD), **past})[name].verdict == "does not hold"
