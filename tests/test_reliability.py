@@ -32,7 +32,8 @@ def test_killed_run_resumes_from_the_last_finished_epoch(real_mnist, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)  # in the middle of the third epoch
     proc.wait()
     assert (tmp_path / "run" / "backup").is_dir()
-    assert not (tmp_path / "models" / "cnn").exists()
+    assert training.check_backup(tmp_path / "run" / "backup") is not None  # a resumable backup
+    assert not list((tmp_path / "models").glob("cnn/[0-9]*")), "nothing may be exported mid-training"
 
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
