@@ -71,7 +71,7 @@ def train_autoencoder(arch: str, split, cfg: AutoencoderConfig, verbose="auto"):
 
     as_targets = data.Split(split.x_train, split.x_train, split.x_val, split.x_val, split.x_test, split.x_test)
     fit_cfg = training.FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, verbose=verbose,
-                                 precision=cfg.precision,
+                                 precision=cfg.precision, keep_backup=True,  # removed once the summary is written
                                  title=f"{arch} autoencoder (MSE)")
     return training.fit(make, as_targets, cfg.run_dir / arch, fit_cfg)
 
@@ -81,7 +81,7 @@ def run(cfg: AutoencoderConfig, verbose="auto") -> dict:
     """Section 2.6 end to end; `verbose` is Keras' (a progress bar per epoch, or 0)."""
     from sklearn.decomposition import PCA
 
-    from kerasdl import artifacts, data, plots
+    from kerasdl import artifacts, data, plots, training
 
     run_dir = writable_dir(cfg.run_dir, "--run-dir")
     export_dir = writable_dir(cfg.export_dir, "--export-dir")
@@ -119,9 +119,11 @@ def run(cfg: AutoencoderConfig, verbose="auto") -> dict:
                 "results": {k: methods[arch][k] for k in ("reconstruction_mse", "knn_accuracy", "silhouette",
                                                           "epochs", "train_seconds")},
                 "how_the_recipe_was_chosen": "The write-up's architecture and budget; nothing tuned on the test set."}
+        # resumed after its last epoch (a crash after training): reuse what was exported from these weights
+        trained_nothing = result.resumed_from_epoch >= cfg.epochs
         exported[arch] = {part: str(artifacts.export(m, export_dir, f"{part}{suffix}", card={
                               "description": f"The {part} of the {arch} 784-2-784 autoencoder (section 2.6): {role}.",
-                              **card}).saved_model)
+                              **card}, digest=training.weights_digest(m), reuse=trained_nothing).saved_model)
                           for part, m, role in (("autoencoder", model, "784 pixels in, 784 reconstructed out"),
                                                 ("encoder", encoder, "784 pixels in, a 2-D code out"),
                                                 ("decoder", decoder, "a 2-D code in, 784 pixels out"))}
@@ -144,7 +146,10 @@ def run(cfg: AutoencoderConfig, verbose="auto") -> dict:
         "saved_models": exported,
         "config": config_json(cfg),
     }
-    return write_summary(run_dir, summary)
+    write_summary(run_dir, summary)
+    for arch in cfg.archs:  # the results are on disk: a rerun is a new run
+        training.discard_backup(cfg.run_dir / arch)
+    return summary
 
 
 def markdown_table(methods: dict) -> str:
