@@ -99,15 +99,16 @@ def shared_parameter_folds(r):
     return Claim("1", "A learned activation parameter shared by all the units of a layer (a common scale a in "
                       "relu(a z), a common threshold t in relu(z - t)) folds into the affine maps: the layer is a "
                       "plain ReLU one, no expressive power gained; a shared leaky slope does not fold, and adds some.",
-                 f"fold on {fold['scale'][0]['images']} test images, worst of {len(fold['scale'])} trained MLPs: a into "
-                 f"the next kernel max |diff| {worst['scale'][0]:.2g} (float32), {worst['scale'][1]:.2g} (float64), "
+                 f"fold on {fold['scale'][0]['images']} test images, worst of {len(fold['scale'])} trained MLPs: "
+                 f"a into the next kernel max abs diff {worst['scale'][0]:.2g} (float32), {worst['scale'][1]:.2g} (float64), "
                  f"{worst['scale'][2]} predictions differ; t into the bias {worst['threshold'][0]:.2g}, "
                  f"{worst['threshold'][1]:.2g}, {worst['threshold'][2]}. Test accuracy by seed: {accs} (largest "
-                 f"mean gap {gap * 100:.2f} points; allowed {noise * 100:.2f}: plain ReLU's seed range, at least 0.2). One hidden unit on "
-                 f"|x|, [-1, 1]: shared leaky MSE {leaky['mse']:.2g} (alpha {leaky['alpha']:.3f}; {found} of "
+                 f"mean gap {gap * 100:.2f} points; allowed {noise * 100:.2f}: plain ReLU's seed range, at least 0.2). "
+                 f"One hidden unit on abs(x), [-1, 1]: shared leaky MSE {leaky['mse']:.2g} (alpha {leaky['alpha']:.3f}; "
+                 f"{found} of "
                  f"{len(c['fits']['leaky'])} seeds below 1e-4), ReLU {relu_best:.3g} >= the monotone bound "
                  f"{bound:.3g}; alpha = 1 is the identity on [-{c['identity']['span']:g}, {c['identity']['span']:g}] "
-                 f"(max |residual| {c['identity']['max_abs_residual']:.2g}).",
+                 f"(max abs residual {c['identity']['max_abs_residual']:.2g}).",
                  verdict(exact and gap <= noise and contrast, exact))
 
 

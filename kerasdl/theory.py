@@ -45,6 +45,7 @@ class TheoryConfig:
     shared_lr: float = 1e-3
     shared_images: int | None = None  # None: all 60,000 (55,000 train after the validation carve)
     contrast_epochs: int = 15  # one-unit fits to |x|: 1,024 points, batch 32, 32 steps an epoch
+    contrast_seeds: int = 3
     contrast_lr: float = 0.05
     seed: int = 0
     run_dir: Path = field(default_factory=lambda: Path("runs/theory"))
@@ -314,7 +315,7 @@ def shared_leaky_contrast(cfg: TheoryConfig) -> dict:
     split = contrast_data()
     bound = monotone_mse_bound(split.x_test, split.y_test)
     fits, curves = {"leaky": [], "relu": []}, {}
-    for seed in range(cfg.seed, cfg.seed + cfg.shared_seeds):
+    for seed in range(cfg.seed, cfg.seed + cfg.contrast_seeds):
         for kind in fits:
             fit_cfg = training.FitConfig(epochs=cfg.contrast_epochs, batch_size=32, seed=seed, restart=True,
                                          test_curve=False, tensorboard=False, backup=False, verbose=0,
@@ -328,7 +329,8 @@ def shared_leaky_contrast(cfg: TheoryConfig) -> dict:
             net = training.fit(make, split, cfg.run_dir / "shared" / f"abs_{kind}_seed{seed}", fit_cfg).model
             pred = np.asarray(net(split.x_test, training=False))
             residual = pred - split.y_test
-            fit = {"seed": seed, "mse": float(np.mean(residual ** 2)), "max_abs_residual": float(np.max(np.abs(residual)))}
+            fit = {"seed": seed, "mse": float(np.mean(residual ** 2)),
+                   "max_abs_residual": float(np.max(np.abs(residual)))}
             if kind == "leaky":
                 fit["alpha"] = float(net.get_layer("leaky1").get_weights()[0][0])
             fits[kind].append(fit)
@@ -354,7 +356,7 @@ def shared_parameter_experiments(cfg: TheoryConfig, run_dir: Path) -> dict:
                  title=f"MLP 784-{cfg.shared_units}-10, {cfg.shared_epochs} epochs, one point per seed")
     plots.fits_and_residuals(c["x"], c["target"], {"one shared-leaky unit": c["leaky"], "one ReLU unit": c["relu"]},
                              contrast_png, target_name="|x|",
-                             title=f"one hidden unit fitted to |x|, best of {cfg.shared_seeds} seeds each")
+                             title=f"one hidden unit fitted to |x|, best of {cfg.contrast_seeds} seeds each")
     return {**mnist, "contrast": contrast, "figures": {"shared_accuracy": str(accuracy_png),
                                                         "shared_contrast": str(contrast_png)}}
 
@@ -412,6 +414,8 @@ def parser() -> argparse.ArgumentParser:
                    help="MNIST training images for those MLPs, and as many test images (default: all)")
     p.add_argument("--contrast-epochs", type=positive(int), default=d.contrast_epochs,
                    help=f"epochs of the one-unit fits to |x| (default {d.contrast_epochs})")
+    p.add_argument("--contrast-seeds", type=positive(int), default=d.contrast_seeds,
+                   help=f"seeds of the one-unit fits to |x|, each kind (default {d.contrast_seeds})")
     p.add_argument("--contrast-lr", type=positive(float), default=d.contrast_lr,
                    help=f"Adam rate of the one-unit fits to |x| (default {d.contrast_lr})")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")

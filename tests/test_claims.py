@@ -130,7 +130,8 @@ def test_every_claim_turns_when_its_evidence_crosses_the_rule(name):
 def test_shared_parameter_claim_turns_on_each_part_of_its_rule(changes, expected):
     r = {**GOOD, "theory": theory(shared=shared_parameter(**changes))}
     assert claims.shared_parameter_folds(r).verdict == expected
-    assert "predictions differ" in claims.shared_parameter_folds(GOOD).evidence
+    evidence = claims.shared_parameter_folds(GOOD).evidence
+    assert "predictions differ" in evidence and "|" not in evidence  # a pipe would split the report's table row
     old = {**GOOD, "theory": {k: v for k, v in theory().items() if k != "shared_parameter"}}
     assert claims.shared_parameter_folds(old) is None  # a summary from before the measurement
 

@@ -113,7 +113,7 @@ def test_a_shared_leaky_slope_does_not_fold_and_one_leaky_unit_is_the_identity_a
 
 def test_theory_cli_writes_figures_and_json(tmp_path, fake_mnist):
     proc = run_module("kerasdl.theory", "--steps", 5, "--mlp-images", 300, "--shared-units", 8, "--shared-epochs", 1,
-                      "--shared-seeds", 1, "--contrast-epochs", 2, "--run-dir", tmp_path)
+                      "--shared-seeds", 1, "--contrast-epochs", 2, "--contrast-seeds", 1, "--run-dir", tmp_path)
     progress = [line for line in proc.stderr.splitlines() if line.startswith("theory: ")]
     assert len(progress) == 11 and "mlp, he_normal initialisation: loss" in progress[5], proc.stderr[-2000:]
     assert "shared parameter, MLP scale, seed 0: test accuracy" in progress[7] and "fold: max |diff|" in progress[7]
