@@ -162,11 +162,10 @@ def folded_weights(model) -> list[list[np.ndarray]]:
     shared = [layer for layer in model.layers if not isinstance(layer, layers.Dense)]
     weights = [[np.asarray(w, dtype=np.float64) for w in layer.get_weights()] for layer in dense]
     for i, act in enumerate(shared):
-        (param,) = [np.float64(w) for w in act.get_weights()] or [None]
         if isinstance(act, models.SharedScaleReLU):
-            weights[i + 1][0] = weights[i + 1][0] * np.exp(param)
+            weights[i + 1][0] = weights[i + 1][0] * np.exp(np.float64(act.log_scale.numpy()))
         elif isinstance(act, models.SharedThresholdReLU):
-            weights[i][1] = weights[i][1] - param
+            weights[i][1] = weights[i][1] - np.float64(act.threshold.numpy())
         elif not isinstance(act, layers.ReLU):
             raise ValueError(f"layer {act.name} ({act.__class__.__name__}) does not fold into the affine maps")
     return weights
