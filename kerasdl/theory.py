@@ -7,8 +7,15 @@
    gives zero gradients to every weight behind a ReLU (the ReLUs output 0), so those never
    move, while an output bias, which sees no ReLU, still learns; Glorot and He initialisation
    train. Measured per weight tensor, at step 0 and after training.
+3. A learned activation parameter shared by all the units of a layer adds no expressive power
+   when it folds into the affine maps: relu(a z) (scale a > 0, into the next kernel) and
+   relu(z - t) (threshold t, into this bias). The write-up's MLP is trained with each and
+   without, same seeds; each trained model is folded into a plain-ReLU MLP and compared on the
+   test set. The contrast: a shared leaky slope does not fold, and one such unit fits |x|,
+   which one ReLU unit (monotone) cannot.
 
-Writes runs/theory/{sigmoid.png, init_loss.png, summary.json}; prints the summary as one JSON line.
+Writes runs/theory/{sigmoid.png, init_loss.png, shared_accuracy.png, shared_contrast.png,
+summary.json}; prints the summary as one JSON line.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ INITIALISERS = ("zeros", "glorot_uniform", "he_normal")
 
 @dataclass
 class TheoryConfig:
-    """Section 1's measurements; the defaults took 87 s on 2 cores (README)."""
+    """Section 1's measurements; the defaults took 87 s on 2 cores before the shared-parameter
+    runs, which add about 80 s more (README: measured under contention, scaled)."""
 
     steps: int = 300  # full-batch gradient steps per initialisation
     toy_lr: float = 0.01
