@@ -1,4 +1,4 @@
-"""The write-up's 20 claims: what each says, the evidence read from the sections' summaries, and
+"""The write-up's 21 claims: what each says, the evidence read from the sections' summaries, and
 one verdict rule each. `kerasdl.report` renders them; nothing here reads a CSV or a table.
 
 Every claim is a function of `r`, the dict of stage name -> summary.json contents, returning a
@@ -81,6 +81,40 @@ def random_init_learns(r):
                  + " / ".join(f"{z['toy_cnn'][i]['final_loss']:.4f}" for i in inits)
                  + "; MLP " + " / ".join(f"{z['mlp'][i]['final_loss']:.4f}" for i in inits) + ".",
                  verdict(trains))
+
+
+@needs("1", "theory")
+def shared_parameter_folds(r):
+    s = r["theory"].get("shared_parameter")
+    if s is None:  # a summary from before this measurement
+        return None
+    fold, acc, c = s["fold"], s["accuracy"], s["contrast"]
+    exact = all(check["exact"] for checks in fold.values() for check in checks)
+    worst = {k: (max(x["max_abs_diff_float32"] for x in v), max(x["max_abs_diff_float64"] for x in v),
+                 sum(x["prediction_mismatches"] for x in v)) for k, v in fold.items()}
+    mean = {k: sum(v) / len(v) for k, v in acc.items()}
+    noise = max(max(acc["relu"]) - min(acc["relu"]), 0.002)  # the plain MLP's seed range, at least 0.2 points
+    gap = max(abs(mean[k] - mean["relu"]) for k in ("scale", "threshold"))
+    leaky = min(c["fits"]["leaky"], key=lambda f: f["mse"])
+    relu_best = min(f["mse"] for f in c["fits"]["relu"])
+    bound = c["relu_mse_lower_bound"]
+    found = sum(f["mse"] < 1e-4 for f in c["fits"]["leaky"])
+    contrast = leaky["mse"] < 0.01 * bound and relu_best >= 0.99 * bound
+    accs = "; ".join(f"{k} {' / '.join(format(a, '.4f') for a in v)}" for k, v in acc.items())
+    return Claim("1", "A learned activation parameter shared by all the units of a layer (a common scale a in "
+                      "relu(a z), a common threshold t in relu(z - t)) folds into the affine maps: the layer is a "
+                      "plain ReLU one, no expressive power gained; a shared leaky slope does not fold, and adds some.",
+                 f"fold on {fold['scale'][0]['images']} test images, worst of {len(fold['scale'])} trained MLPs: "
+                 f"a into the next kernel max abs diff {worst['scale'][0]:.2g} (float32), {worst['scale'][1]:.2g} (float64), "
+                 f"{worst['scale'][2]} predictions differ; t into the bias {worst['threshold'][0]:.2g}, "
+                 f"{worst['threshold'][1]:.2g}, {worst['threshold'][2]}. Test accuracy by seed: {accs} (largest "
+                 f"mean gap {gap * 100:.2f} points; allowed {noise * 100:.2f}: plain ReLU's seed range, at least 0.2). "
+                 f"One hidden unit on abs(x), [-1, 1]: shared leaky MSE {leaky['mse']:.2g} (alpha {leaky['alpha']:.3f}; "
+                 f"{found} of "
+                 f"{len(c['fits']['leaky'])} seeds below 1e-4), ReLU {relu_best:.3g} >= the monotone bound "
+                 f"{bound:.3g}; alpha = 1 is the identity on [-{c['identity']['span']:g}, {c['identity']['span']:g}] "
+                 f"(max abs residual {c['identity']['max_abs_residual']:.2g}).",
+                 verdict(exact and gap <= noise and contrast, exact))
 
 
 # ---- 2.4 toy convnet vs linear ------------------------------------------------------------
@@ -323,7 +357,7 @@ def shallow_autoencoder_is_worse(r):
 
 
 CLAIMS: list[Callable[[dict], Claim | None]] = [
-    sigmoid_derivative, zero_init_never_learns, random_init_learns,
+    shared_parameter_folds, sigmoid_derivative, zero_init_never_learns, random_init_learns,
     linear_fits_linear, linear_fails_nonlinear, convnet_learns_all, convnet_depends_on_init, numpy_backprop_correct,
     linear_accuracy, mlp_accuracy, cnn_accuracy, adam_vs_sgd, relu_beats_sigmoid,
     low_lr_keeps_improving, lr_1_collapses, lr_10_at_chance, depth_costs_more_than_it_gains,

@@ -36,6 +36,73 @@ def mlp(hidden_layers: int = 1, units: int = 512, activation: str = "relu",
     return keras.Sequential([keras.Input((784,)), *hidden, softmax], name="mlp")
 
 
+@keras.saving.register_keras_serializable("kerasdl")
+class SharedScaleReLU(layers.Layer):
+    """relu(a * z) with one learned a = exp(log_scale) > 0 shared by every unit of the layer (section 1)."""
+
+    def build(self, input_shape):
+        self.log_scale = self.add_weight(shape=(), initializer="zeros", name="log_scale")
+
+    def call(self, z):
+        return keras.ops.relu(keras.ops.exp(self.log_scale) * z)
+
+    @property
+    def scale(self) -> float:
+        return float(keras.ops.exp(self.log_scale))
+
+
+@keras.saving.register_keras_serializable("kerasdl")
+class SharedThresholdReLU(layers.Layer):
+    """relu(z - t) with one learned threshold t shared by every unit of the layer (section 1)."""
+
+    def build(self, input_shape):
+        self.threshold = self.add_weight(shape=(), initializer="zeros", name="threshold")
+
+    def call(self, z):
+        return keras.ops.relu(z - self.threshold)
+
+
+SHARED = ("relu", "scale", "threshold", "leaky")
+
+
+def shared_activation(kind: str, name: str) -> layers.Layer:
+    """The hidden activation with at most one learned parameter for the whole layer: plain ReLU,
+    a shared scale, a shared threshold, or a shared leaky slope (z for z > 0, alpha z otherwise,
+    alpha learned from 0.25; = max(z, alpha z) for alpha <= 1)."""
+    if kind == "relu":
+        return layers.ReLU(name=name)
+    if kind == "scale":
+        return SharedScaleReLU(name=name)
+    if kind == "threshold":
+        return SharedThresholdReLU(name=name)
+    if kind == "leaky":
+        return layers.PReLU(alpha_initializer=keras.initializers.Constant(0.25), shared_axes=[1], name=name)
+    raise ValueError(f"unknown shared activation {kind!r}: use one of {SHARED}")
+
+
+def mlp_shared(shared: str = "scale", hidden_layers: int = 1, units: int = 512,
+               kernel_initializer: str = "glorot_uniform") -> keras.Model:
+    """`mlp` with each hidden Dense followed by `shared_activation(shared)` instead of its own ReLU.
+
+    The Dense layers have mlp's names and draw the same initial weights under the same seed
+    (the shared parameters start at a constant), so the two train from the same point.
+    """
+    body = []
+    for i in range(hidden_layers):
+        body += [layers.Dense(units, kernel_initializer=kernel_initializer, name=f"hidden{i + 1}"),
+                 shared_activation(shared, f"{shared}{i + 1}")]
+    softmax = layers.Dense(10, activation="softmax", kernel_initializer=kernel_initializer, dtype="float32",
+                           name="softmax")
+    return keras.Sequential([keras.Input((784,)), *body, softmax], name=f"mlp_{shared}")
+
+
+def scalar_net(shared: str = "leaky", units: int = 1) -> keras.Model:
+    """R -> R through one hidden layer of `units` units: Dense -> shared_activation(shared) -> Dense(1)."""
+    return keras.Sequential([keras.Input((1,)), layers.Dense(units, name="hidden1"),
+                             shared_activation(shared, f"{shared}1"), layers.Dense(1, name="out")],
+                            name=f"scalar_{shared}_{units}")
+
+
 def cnn(filters: tuple[int, ...] = (32, 64), dense_units: int = 256, dropout: float = 0.25,
         shift: float = 0.05) -> keras.Model:
     """Conv(3x3, ReLU) -> MaxPool(2) per entry of `filters`, then a dropout-regularised dense head.
@@ -156,8 +223,8 @@ def autoencoder(arch: str = "deep", latent_dim: int = 2) -> keras.Model:
     return keras.Sequential([keras.Input((784,)), encoder, decoder], name=f"autoencoder_{arch}")
 
 
-BUILDERS = {"linear": linear, "mlp": mlp, "cnn": cnn, "toy_linear": toy_linear, "toy_cnn": toy_cnn,
-            "autoencoder": autoencoder}
+BUILDERS = {"linear": linear, "mlp": mlp, "mlp_shared": mlp_shared, "cnn": cnn, "toy_linear": toy_linear,
+            "toy_cnn": toy_cnn, "autoencoder": autoencoder}
 
 
 def build(name: str, **hp) -> keras.Model:

@@ -142,3 +142,37 @@ def digit_rows(rows: dict[str, np.ndarray], path) -> Figure:
                 ax.imshow(np.asarray(images[c]).reshape(28, 28), cmap="gray", vmin=0, vmax=1)
         axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     return save(fig, path)
+
+
+def strips(groups: dict[str, list[float]], path, ylabel: str, title: str = "") -> Figure:
+    """One column of points per group (e.g. test accuracy per seed), its mean as a short bar."""
+    fig, ((ax,),) = figure(figsize=(1.6 * len(groups) + 2.5, 4))
+    for i, (name, values) in enumerate(groups.items()):
+        values = np.asarray(values, dtype=float)
+        offsets = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
+        ax.plot(i + offsets, values, "o", color=f"C{i}", alpha=0.8)
+        ax.hlines(values.mean(), i - 0.25, i + 0.25, color=f"C{i}", linewidth=2)
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, axis="y")
+    ax.set_title(title)
+    return save(fig, path)
+
+
+def fits_and_residuals(x: np.ndarray, target: np.ndarray, fits: dict[str, np.ndarray], path,
+                       target_name: str = "target", title: str = "") -> Figure:
+    """Left: the target and each fit against x; right: each fit's residual (fit - target)."""
+    fig, axes = figure(1, 2, figsize=(11, 4))
+    left, right = axes[0]
+    left.plot(x, target, "k--", label=target_name)
+    for i, (name, ys) in enumerate(fits.items()):
+        left.plot(x, ys, color=f"C{i}", label=name)
+        right.plot(x, np.asarray(ys) - target, color=f"C{i}", label=name)
+    for ax, ylabel in ((left, "output"), (right, "residual")):
+        ax.set_xlabel("x")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return save(fig, path)

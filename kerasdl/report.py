@@ -61,8 +61,9 @@ def stages(root: Path, quick: bool, fresh: bool = False, verbose: int | str = 0)
                            **{**defaults, **quick_hp})
         return lambda: search(cfg, verbose=1 if verbose else 0), cfg
 
-    theory_cfg = theory.TheoryConfig(run_dir=root / "theory",
-                                     **(dict(steps=8, mlp_images=300, mlp_units=16) if quick else {}))
+    theory_quick = dict(steps=8, mlp_images=300, mlp_units=16, shared_units=16, shared_epochs=1, shared_seeds=1,
+                        shared_images=1000, contrast_epochs=5, contrast_seeds=2)
+    theory_cfg = theory.TheoryConfig(run_dir=root / "theory", **(theory_quick if quick else {}))
     from tuning import optimizers
 
     # Rates 1 and 10 with plain SGD and SGD+momentum (the write-up's lr-1 curve): 15 epochs on 20,000 images.
@@ -238,7 +239,9 @@ def tables(r: dict) -> dict[str, str]:
 SECTIONS = [  # (number, title, stages it reads, figures: (stage, keys into its summary, caption))
     ("1", "1. Backprop facts", ["theory"],
      [("theory", ("figures", "sigmoid"), "sigmoid and derivative"),
-      ("theory", ("figures", "init_loss"), "zero vs Glorot vs He")]),
+      ("theory", ("figures", "init_loss"), "zero vs Glorot vs He"),
+      ("theory", ("figures", "shared_accuracy"), "MLP with and without a shared activation parameter"),
+      ("theory", ("figures", "shared_contrast"), "one shared-leaky unit vs one ReLU unit on abs(x)")]),
     ("2.4", "2.4 Toy convnet vs linear model", ["toy"], [("toy", ("figure",), "test MSE vs iteration")]),
     ("2.5", "2.5.1-2.5.3 MNIST classifiers", ["linear", "mlp", "cnn"],
      [(k, ("history_plot",), f"{k} history") for k in ("linear", "mlp", "cnn", "mlp_sgd", "mlp_sigmoid")]),

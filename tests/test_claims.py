@@ -9,7 +9,20 @@ import pytest
 from kerasdl import claims
 
 
-def theory(fd=1e-11, e64=1e-17, toy_frozen=2, mlp_frozen=4, zero_loss=1.0, random_loss=0.1):
+def shared_parameter(diff32=5e-7, diff64=1e-15, mismatches=0, shared_acc=(0.975, 0.976, 0.977), leaky_mse=1e-15,
+                     relu_mse=0.058):
+    def check():
+        exact = diff32 <= 1e-5 and diff64 <= 1e-12 and mismatches == 0
+        return {"images": 10000, "max_abs_diff_float32": diff32, "max_abs_diff_float64": diff64,
+                "prediction_mismatches": mismatches, "exact": exact}
+    return {"fold": {"scale": [check(), check()], "threshold": [check(), check()]},
+            "accuracy": {"relu": [0.976, 0.977, 0.975], "scale": list(shared_acc), "threshold": [0.976, 0.975, 0.976]},
+            "contrast": {"relu_mse_lower_bound": 0.0572, "identity": {"span": 1000.0, "max_abs_residual": 0.0},
+                         "fits": {"leaky": [{"mse": 0.083, "alpha": 0.2}, {"mse": leaky_mse, "alpha": -1.0}],
+                                  "relu": [{"mse": 0.083}, {"mse": relu_mse}]}}}
+
+
+def theory(fd=1e-11, e64=1e-17, toy_frozen=2, mlp_frozen=4, zero_loss=1.0, random_loss=0.1, shared=None):
     def model(frozen, tensors):
         return {"zeros": {"frozen": [f"w{i}" for i in range(frozen)], "tensors": [f"w{i}" for i in range(tensors)],
                           "moved": [f"w{i}" for i in range(frozen, tensors)], "initial_loss": 1.0,
@@ -17,7 +30,8 @@ def theory(fd=1e-11, e64=1e-17, toy_frozen=2, mlp_frozen=4, zero_loss=1.0, rando
                 "glorot_uniform": {"final_loss": random_loss}, "he_normal": {"final_loss": random_loss}}
     return {"sigmoid": {"grid": [-8, 8, 1601], "max_abs_error": {"float64": e64},
                         "max_abs_error_vs_finite_differences": fd, "max_derivative": 0.25},
-            "zero_init": {"toy_cnn": model(toy_frozen, 2), "mlp": model(mlp_frozen, 4)}}
+            "zero_init": {"toy_cnn": model(toy_frozen, 2), "mlp": model(mlp_frozen, 4)},
+            "shared_parameter": shared or shared_parameter()}
 
 
 def toy(f0_linear=0.011, nonlinear_linear=1.0, cnn=0.02, cnn_max=0.1, rel_tf=1e-6, rel_fd=1e-9, linear_spread=1.01):
@@ -60,6 +74,7 @@ GOOD = {"theory": theory(), "toy": toy(), "linear": classifier(0.925), "mlp": cl
 
 # claim -> (changes that move its evidence across the rule, the verdict there)
 OTHER_SIDE = {
+    "shared_parameter_folds": ({"theory": theory(shared=shared_parameter(diff64=1e-7))}, "does not hold"),
     "sigmoid_derivative": ({"theory": theory(fd=1e-6)}, "does not hold"),
     "zero_init_never_learns": ({"theory": theory(mlp_frozen=3)}, "partly"),
     "random_init_learns": ({"theory": theory(random_loss=0.6)}, "does not hold"),
@@ -87,8 +102,8 @@ def by_name(r: dict) -> dict:
     return {fn.__name__: fn(r) for fn in claims.CLAIMS}
 
 
-def test_there_are_twenty_claims_and_each_has_a_test_of_both_sides():
-    assert len(claims.CLAIMS) == 20
+def test_there_are_twenty_one_claims_and_each_has_a_test_of_both_sides():
+    assert len(claims.CLAIMS) == 21
     assert set(OTHER_SIDE) == {fn.__name__ for fn in claims.CLAIMS}
 
 
@@ -103,6 +118,22 @@ def test_every_claim_turns_when_its_evidence_crosses_the_rule(name):
     r = {**copy.deepcopy(GOOD), **changes}
     claim = by_name(r)[name]
     assert claim.verdict == expected, (name, claim)
+
+
+@pytest.mark.parametrize("changes,expected", [
+    (dict(diff32=2e-5), "does not hold"),  # float32 outputs further apart than rounding explains
+    (dict(mismatches=1), "does not hold"),
+    (dict(shared_acc=(0.981, 0.982, 0.983)), "partly"),  # exact fold, but a gain beyond seed noise
+    (dict(leaky_mse=1e-3), "partly"),  # the leaky unit never fitted |x|
+    (dict(relu_mse=0.05), "partly"),  # a ReLU unit below the monotone bound: something is wrong
+])
+def test_shared_parameter_claim_turns_on_each_part_of_its_rule(changes, expected):
+    r = {**GOOD, "theory": theory(shared=shared_parameter(**changes))}
+    assert claims.shared_parameter_folds(r).verdict == expected
+    evidence = claims.shared_parameter_folds(GOOD).evidence
+    assert "predictions differ" in evidence and "|" not in evidence  # a pipe would split the report's table row
+    old = {**GOOD, "theory": {k: v for k, v in theory().items() if k != "shared_parameter"}}
+    assert claims.shared_parameter_folds(old) is None  # a summary from before the measurement
 
 
 def test_zero_init_holds_only_when_every_tensor_is_frozen():

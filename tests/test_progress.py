@@ -29,7 +29,9 @@ def test_progress_goes_to_stderr_and_the_json_stays_alone_on_stdout(name, real_m
     assert isinstance(json.loads(line), dict)
 
 
-@pytest.mark.parametrize("args", [["kerasdl.theory", "--steps", 2, "--mlp-images", 100, "--mlp-units", 8],
+@pytest.mark.parametrize("args", [["kerasdl.theory", "--steps", 2, "--mlp-images", 100, "--mlp-units", 8,
+                                   "--shared-units", 8, "--shared-epochs", 1, "--shared-seeds", 1,
+                                   "--shared-images", 300, "--contrast-epochs", 1, "--contrast-seeds", 1],
                                   ["kerasdl.toy", "--functions", "f1", "--seeds", 1, "--iterations", 20]],
                          ids=["theory", "toy"])
 def test_quiet_prints_nothing_but_the_json(args, real_mnist, tmp_path):
