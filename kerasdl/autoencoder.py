@@ -43,6 +43,7 @@ class AutoencoderConfig:
     seed: int = 0
     neighbours: int = 5
     precision: str = "float32"  # Keras dtype policy (training.precision_policy)
+    restart: bool = False  # discard a backup in run_dir/<arch>/backup instead of resuming from it
     run_dir: Path = field(default_factory=lambda: Path("runs/autoencoder"))
     export_dir: Path = field(default_factory=lambda: Path("saved_models"))
 
@@ -71,12 +72,13 @@ def train_autoencoder(arch: str, split, cfg: AutoencoderConfig, verbose="auto"):
 
     as_targets = data.Split(split.x_train, split.x_train, split.x_val, split.x_val, split.x_test, split.x_test)
     fit_cfg = training.FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, verbose=verbose,
-                                 precision=cfg.precision, keep_backup=True,  # removed once the summary is written
+                                 precision=cfg.precision, restart=cfg.restart,
+                                 keep_backup=True,  # removed once the summary is written
                                  title=f"{arch} autoencoder (MSE)")
     return training.fit(make, as_targets, cfg.run_dir / arch, fit_cfg)
 
 
-@locks.one_run_at_a_time
+@locks.one_run_at_a_time(reads_mnist=True)
 def run(cfg: AutoencoderConfig, verbose="auto") -> dict:
     """Section 2.6 end to end; `verbose` is Keras' (a progress bar per epoch, or 0)."""
     from sklearn.decomposition import PCA
@@ -176,6 +178,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="Keras dtype policy (default float32); codes and reconstructions stay float32")
+    p.add_argument("--restart", action="store_true",
+                   help="discard a crashed run's backup and train from epoch 1 (default: resume from it)")
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"figures, histories, JSON (default {d.run_dir})")
     p.add_argument("--export-dir", type=Path, default=d.export_dir,
                    help="SavedModels autoencoder/, encoder/, decoder/ go here (default saved_models)")

@@ -55,7 +55,11 @@ def hold(path, what: str, fix: str):
         finally:
             _held[key][1] -= 1
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot create its lock file {path} ({exc.strerror}); "
+                         "choose a directory you can write to") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -84,16 +88,30 @@ def run_dir_lock(run_dir: Path, fix: str = "pass --name (or --run-dir) to run be
     return hold(Path(run_dir) / ".lock", f"run directory {run_dir}", fix)
 
 
-def one_run_at_a_time(run):
-    """Decorate a section's `run(cfg, ...)`: the call creates cfg.run_dir and holds its lock."""
+def one_run_at_a_time(run=None, *, reads_mnist: bool = False):
+    """Decorate a section's `run(cfg, ...)`: the call creates cfg.run_dir and holds its lock.
+
+    Nothing is created before the inputs are known good: every output directory of `cfg` is
+    checked first (errors.creatable), and with `reads_mnist` the dataset is loaded and validated,
+    so bad data or a bad directory leaves no run or export directory behind."""
     import functools
 
-    from kerasdl.errors import writable_dir
+    from kerasdl.errors import creatable, writable_dir
 
-    @functools.wraps(run)
-    def locked(cfg, *args, **kwargs):
-        run_dir = writable_dir(cfg.run_dir, "--run-dir")
-        with run_dir_lock(run_dir, "pass another --run-dir to run beside it, or wait for it to finish"):
-            return run(cfg, *args, **kwargs)
+    def decorate(run):
+        @functools.wraps(run)
+        def locked(cfg, *args, **kwargs):
+            for attr, flag in (("run_dir", "--run-dir"), ("export_dir", "--export-dir")):
+                if getattr(cfg, attr, None) is not None:
+                    creatable(getattr(cfg, attr), flag)
+            if reads_mnist:
+                from kerasdl import data
 
-    return locked
+                data.load_mnist()
+            run_dir = writable_dir(cfg.run_dir, "--run-dir")
+            with run_dir_lock(run_dir, "pass another --run-dir to run beside it, or wait for it to finish"):
+                return run(cfg, *args, **kwargs)
+
+        return locked
+
+    return decorate(run) if run is not None else decorate

@@ -46,6 +46,8 @@ def _not_retracing(record) -> bool:
 
 def install() -> None:
     """Filter stderr (fd 2) for the rest of the process; a no-op when KERASDL_TF_LOGS=1 or done already."""
+    if os.environ.get("KERASDL_TF_LOGS") == "1":
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"  # everything, the lines TensorFlow filters itself included
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the lines TensorFlow does filter itself
     if os.environ.get("KERASDL_TF_LOGS") == "1" or _state:
         return

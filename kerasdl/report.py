@@ -70,7 +70,7 @@ def stages(root: Path, quick: bool, fresh: bool = False, verbose: int | str = 0)
     sgd_cfg = optimizers.OptimizerRatesConfig(run_dir=root / "tuning" / "lr_sgd",
                                               **(dict(limit=1000, epochs=2, units=32) if quick else {}))
     toy_cfg = toy.ToyConfig(run_dir=root / "toy", **(dict(seeds=2, iterations=100) if quick else {}))
-    ae_cfg = autoencoder.AutoencoderConfig(run_dir=root / "autoencoder", export_dir=root / "saved_models",
+    ae_cfg = autoencoder.AutoencoderConfig(run_dir=root / "autoencoder", export_dir=root / "saved_models", restart=fresh,
                                            **(dict(limit=1500, epochs=1) if quick else {}))
     return [
         Stage("theory", root / "theory" / "summary.json", lambda: theory.run(theory_cfg), theory_cfg),

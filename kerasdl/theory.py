@@ -369,7 +369,7 @@ def shared_parameter_experiments(cfg: TheoryConfig, run_dir: Path) -> dict:
                                                         "shared_contrast": str(contrast_png)}}
 
 
-@locks.one_run_at_a_time
+@locks.one_run_at_a_time(reads_mnist=True)
 def run(cfg: TheoryConfig) -> dict:
     from kerasdl import plots
 

@@ -133,6 +133,9 @@ BAD_INPUTS = {
                             "labels in 12..12"),
     "mismatched lengths": (_data_case(lambda tmp: _npz(tmp / "m.npz", y_test=np.zeros(19, "uint8"))),
                            "20 images but y_test has 19 labels"),
+    "autoencoder: data file missing": (lambda tmp: (["kerasdl.autoencoder", "--run-dir", str(tmp / "run"),
+                                                     "--export-dir", str(tmp / "new_models")],
+                                                    {"KERASDL_MNIST": str(tmp / "nope.npz")}), "no such file"),
     "unwritable --run-dir": (lambda tmp: (["kerasdl.mnist", "linear", "--run-dir", str(_a_file(tmp))], {}),
                              "--run-dir"),
     "unwritable --export-dir": (lambda tmp: (["kerasdl.mnist", "linear", "--export-dir", str(_a_file(tmp))], {}),
@@ -173,6 +176,7 @@ def test_every_bad_input_gets_one_clear_line_and_exit_2(case, tmp_path):
     assert sorted(p.name for p in models_dir.iterdir()) == ["linear.keras"]
     assert (models_dir / "linear.keras").read_bytes() == b"previous model"
     assert not (tmp_path / "run").exists(), "a refused run created its run directory"
+    assert not (tmp_path / "new_models").exists(), "a refused run created its export directory"
 
 
 # ---- tf.distribute --------------------------------------------------------------------------
