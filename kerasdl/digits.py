@@ -1,6 +1,6 @@
 """Real handwriting that is not MNIST, rendered like a photographed page: how well does a model read it?
 
-    python -m kerasdl.digits saved_models/cnn [--limit N] [--conditions ...] [--figure PATH] [--json]
+    python -m kerasdl.digits saved_models/cnn [--limit N] [--conditions ...] [--numbers N] [--figure PATH] [--json]
 
 Two sets of real handwriting: UCI's handwritten digits (scikit-learn's `load_digits`: 1,797
 8x8 digits written by 43 people, none of them MNIST's writers) and MNIST's test digits.
@@ -13,6 +13,9 @@ The condition rows render each digit the way people photograph it, one condition
 all of them in one image (CONDITIONS), every parameter drawn at random per image from a seeded
 generator: position, size, darkness, angle, line spacing and colour, shadow edge and depth, JPEG
 quality. Each page goes through PNG or JPEG bytes and `kerasdl.preprocess.load`, as an upload does.
+
+`--numbers N` composes N numbers of 2-6 digits from each set (random gaps, a share with touching
+neighbours) and reads them with `kerasdl.predict.read_number`: digit count and whole number right.
 """
 
 from __future__ import annotations
@@ -385,12 +388,19 @@ def parser() -> argparse.ArgumentParser:
                         "give the flag alone for none")
     p.add_argument("--figure", type=Path, metavar="PATH",
                    help="also save a PNG with one example per condition beside the 28x28 the model read")
+    p.add_argument("--numbers", type=positive(int), metavar="N",
+                   help="also read N numbers of 2-6 digits composed from each set (split, then read left to right)")
+    p.add_argument("--touching", type=float, default=0.2, metavar="SHARE",
+                   help="with --numbers: the share of numbers whose neighbouring digits touch (default 0.2; "
+                        "reported separately)")
     p.add_argument("--json", action="store_true", help="print only the JSON summary")
     return p
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if not 0.0 <= args.touching <= 1.0:
+        raise UsageError(f"--touching {args.touching}: give a share between 0 and 1")
     if args.figure is not None and args.figure.suffix.lower() != ".png":
         raise UsageError(f"--figure {args.figure}: give a .png path")
     start = time.perf_counter()
@@ -401,6 +411,12 @@ def main(argv=None) -> int:
         for name in ("uci_digits", "mnist_test_rendered"):
             r = results[name]
             print(f"{name:<22}{r['images']:>8}{r['squeezed']:>10.2%}{r['normalized']:>12.2%}", file=sys.stderr)
+    if args.numbers:
+        results["numbers"] = {}
+        for which in SETS:
+            results["numbers"][which] = number_accuracy(args.saved_model, which, args.numbers, args.touching)
+            if log:
+                log(f"numbers from {which}: {json.dumps(results['numbers'][which])}")
     if args.figure is not None:
         figure(args.saved_model, args.figure)
     print(json.dumps({"saved_model": str(args.saved_model), "seconds": round(time.perf_counter() - start, 1),

@@ -86,9 +86,9 @@ def _read(source, name: str):
             if factor > 1 and img.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 size: 12 MP in ~20 ms
                 img.draft("RGB", (math.ceil(width / factor), math.ceil(height / factor)))
             rgb = img.convert("RGB")
-            if factor > 1:
+            if max(rgb.size) > 1.25 * WORK_SIDE:  # (a draft-decoded JPEG is already near WORK_SIDE)
                 rgb = rgb.resize((max(1, round(width / factor)), max(1, round(height / factor))), Image.BOX)
-            return np.asarray(rgb, dtype="float32") / 255.0, max(1.0, factor)
+            return np.asarray(rgb, dtype="float32") / 255.0, width / rgb.size[0]
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UsageError(f"{name}: not a readable image ({exc.__class__.__name__}); "
                          "send a PNG, JPEG, BMP, GIF or WebP") from None
@@ -168,11 +168,13 @@ def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
     if count == 0:
         raise _no_ink(name)
     sizes = np.bincount(blobs.ravel())[1:]
-    min_pixels = max(4, 2e-5 * mask.size)
+    min_pixels = max(4, 5e-5 * mask.size)
     boxes = ndimage.find_objects(blobs)
     largest = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes])
     digit_sized = largest >= max(4, 0.015 * max(ink.shape))
-    keep = (sizes >= min_pixels)
+    thinnest = np.array([min(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes])
+    dash = (thinnest <= 4) & (largest >= 5 * thinnest) & (sizes <= 1.5 * largest)  # a ruled line's leftover
+    keep = (sizes >= min_pixels) & ~dash
     if not keep.any():
         raise _no_ink(name)
     if min(ink.shape) >= SMALL_SIDE:
