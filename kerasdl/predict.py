@@ -7,6 +7,12 @@ the way MNIST was made (`kerasdl.preprocess`: ink found, cropped, scaled into a 
 centred by centre of mass in 28x28). `--raw` skips that for 28x28 images that already are
 MNIST-like. .npy arrays of shape (28, 28) or (N, 28, 28), uint8 0..255 or floats in [0, 1],
 are taken as they are.
+
+    python -m kerasdl.predict saved_models/cnn house_number.jpg --number [--json]
+
+`--number` reads a number written on one line: the picture is split into its digits
+(`kerasdl.preprocess.split_digits`), each normalised the MNIST way and read left to right
+(`read_number`, which the server's POST /v1/digits:read and the page share).
 """
 
 from __future__ import annotations
@@ -15,12 +21,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Callable, Mapping
 
 import numpy as np
 
 from kerasdl.errors import UsageError, run_cli
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
 def _as_unit_float(pixels: np.ndarray, source: str) -> np.ndarray:
@@ -76,10 +83,10 @@ def read_inputs(paths: list[Path], raw: bool = False) -> tuple[list[str], np.nda
 
 
 def predict(saved_model, images: np.ndarray) -> np.ndarray:
-    """Class probabilities (N, 10) from a SavedModel for (N, 28, 28) images in [0, 1]."""
+    """Class probabilities (N, 10) from a SavedModel (a path or already loaded) for (N, 28, 28) images in [0, 1]."""
     from kerasdl import artifacts
 
-    loaded = artifacts.load_saved_model(saved_model)
+    loaded = saved_model if hasattr(saved_model, "signatures") else artifacts.load_saved_model(saved_model)
     shape = artifacts.serving_input_shape(loaded)
     if int(np.prod(shape)) != 784:
         raise UsageError(f"{saved_model}: the model takes inputs of shape {shape}, not 28x28 images")
@@ -88,6 +95,52 @@ def predict(saved_model, images: np.ndarray) -> np.ndarray:
         raise UsageError(f"{saved_model}: the model outputs shape {probs.shape[1:]}, not 10 class probabilities; "
                          "pass a classifier (linear, mlp or cnn)")
     return probs
+
+
+def classifier(saved_model) -> Callable[[np.ndarray], np.ndarray]:
+    """A SavedModel loaded once, as a function (N, 28, 28) in [0, 1] -> (N, 10) probabilities."""
+    from kerasdl import artifacts
+
+    loaded = artifacts.load_saved_model(saved_model)
+    return lambda images: predict(loaded, images)
+
+
+def read_number(source, classify: Callable[[np.ndarray], np.ndarray], name: str | None = None) -> dict:
+    """A picture of a number (bytes or a path) -> {"number": "407", "digits": [...]}, read left to right.
+
+    Each digit: its digit, probability, ten probabilities and its box [top, left, bottom, right]
+    in the picture's pixels. `classify` maps (N, 28, 28) images in [0, 1] to (N, 10) probabilities.
+    NoInkError (a UsageError) when nothing is written; UsageError over preprocess.MAX_DIGITS digits.
+    """
+    from kerasdl import preprocess
+
+    images, boxes = preprocess.load_digits(source, name)
+    return _number(np.asarray(classify(images)), boxes)
+
+
+def _number(probs: np.ndarray, boxes: list) -> dict:
+    digits = [{"digit": int(p.argmax()), "probability": round(float(p.max()), 4),
+               "probabilities": [round(float(v), 4) for v in p], "box": box} for p, box in zip(probs, boxes)]
+    return {"number": "".join(str(d["digit"]) for d in digits), "digits": digits}
+
+
+def read_number_by_every_model(image: bytes, classifiers: Mapping[str, Callable[[np.ndarray], np.ndarray]]) -> dict:
+    """The body of the server's `POST /v1/digits:read`: one picture of a number, read by every classifier.
+
+    `classifiers` maps a model name to a function (N, 28, 28) float32 in [0, 1] -> (N, 10)
+    probabilities. The picture is decoded and split once. Answer (JSON-ready):
+    {"classifiers": {name: {"number": "407", "digits": [{digit, probability, probabilities, box}]}},
+     "digits": N, "milliseconds": t}. A picture with no ink, or with over preprocess.MAX_DIGITS
+    digit-sized marks, raises UsageError (a 400 with its one-line message).
+    """
+    import time
+
+    from kerasdl import preprocess
+
+    start = time.perf_counter()
+    images, boxes = preprocess.load_digits(image, "upload")
+    answers = {name: _number(np.asarray(classify(images)), boxes) for name, classify in classifiers.items()}
+    return {"classifiers": answers, "digits": len(boxes), "milliseconds": round((time.perf_counter() - start) * 1000, 1)}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -101,8 +154,12 @@ def parser() -> argparse.ArgumentParser:
                    help="take 28x28 images as they are (only inverted if dark on light), without MNIST's normalisation")
     p.add_argument("--resize", action="store_true",
                    help="deprecated and ignored: every image is now normalised the MNIST way, whatever its size")
+    p.add_argument("--number", action="store_true",
+                   help="each image holds a number written on one line: split it into digits and read them "
+                        "left to right (at most 20 digits)")
     p.add_argument("--json", action="store_true",
-                   help="print one JSON list: per input its digit, probability and all ten probabilities")
+                   help="print one JSON list: per input its digit, probability and all ten probabilities "
+                        "(with --number: its number and per digit those and its box)")
     return p
 
 
@@ -113,6 +170,8 @@ def main(argv=None) -> int:
     if args.resize:
         print("python -m kerasdl.predict: --resize is deprecated and has no effect: images of any size are "
               "normalised the MNIST way (use --raw to skip that)", file=sys.stderr)
+    if args.number:
+        return read_numbers(args)
     labels, images = read_inputs(args.inputs, args.raw)
     probs = predict(args.saved_model, images)
     rows = [{"input": label, "digit": int(p.argmax()), "probability": round(float(p.max()), 4),
@@ -126,6 +185,24 @@ def main(argv=None) -> int:
             print(f"{r['input']:<{width}}  {r['digit']}  {r['probability']:.4f}")
     return 0
 
+def read_numbers(args) -> int:
+    """`--number`: each image read as a number; every input checked before the model is loaded."""
+    if args.raw or args.resize:
+        raise UsageError("--number splits the image into digits itself; drop --raw/--resize")
+    for path in args.inputs:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file; pass PNG/JPEG images of a number")
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise UsageError(f"{path}: --number takes images (.png, .jpg, .bmp, .gif, .webp), not {path.suffix or '(none)'}")
+    classify = classifier(args.saved_model)
+    rows = [{"input": str(path), **read_number(path, classify)} for path in args.inputs]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        width = max(len(r["input"]) for r in rows)
+        for r in rows:
+            print(f"{r['input']:<{width}}  {r['number']}")
+    return 0
 
 
 def cli() -> None:

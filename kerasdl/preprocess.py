@@ -1,19 +1,31 @@
-"""Any picture of a digit -> a 28x28 digit made the way MNIST was made. The one place it is done.
+"""Any picture of digits -> 28x28 digits made the way MNIST was made. The one place it is done.
+
+A photograph first becomes ink (`decode`), on a copy at most WORK_SIDE pixels wide:
+
+    colour -> each pixel as dark as its darkest channel (blue, red or pencil ink all count)
+        -> the paper modelled locally (a grey closing wider than a stroke: gradients, vignetting
+           and hard shadow edges are paper, not ink) -> ink = darkening relative to that paper
+        -> the noise floor removed -> ruled, squared and margin lines removed (thin straight
+           structures across most of the page; strokes that cross them kept) -> specks dropped
 
 MNIST's digits were cut out of scanned forms, scaled so that their larger side fits a 20x20
 box (keeping the aspect ratio, anti-aliased), and pasted into a 28x28 frame so that their
-centre of mass sits at the centre. `normalize` does the same to any image:
+centre of mass sits at the centre. `normalize` does the same to ink:
 
-    polarity -> ink in [0, 1] (white on black) -> faint background removed
-        -> crop to the ink's bounding box -> larger side scaled to 20 -> centre of mass at (14, 14)
+    faint background removed -> the main blob and the blobs near it (far marks dropped)
+        -> cropped -> larger side scaled to 20 -> centre of mass at (14, 14)
 
+`split_digits` cuts a written number into its digits (strokes grouped by columns, a group much
+wider than a digit cut at its thinnest column), left to right, each then normalised the same way.
 A 28x28 MNIST image already is such a digit and comes back unchanged. `kerasdl.predict`,
-`kerasdl.serve` and the drawing page all call `load` / `normalize`; none has its own copy.
+`kerasdl.serve` and the drawing page all call `load` / `normalize` / `load_digits`; none has its own copy.
 """
 
 from __future__ import annotations
 
 import io
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,23 +35,38 @@ from kerasdl.errors import UsageError
 SIZE, BOX = 28, 20  # MNIST's frame and the box its digits are scaled into
 CENTRE = 14.0  # where MNIST puts the centre of mass (mean over the test set: 13.99, 14.01)
 MAX_PIXELS = 25_000_000  # larger images are refused before decoding (decompression bombs)
+WORK_SIDE = 1000  # photographs are read at most this many pixels on their longer side (JPEG: decoded so)
+SMALL_SIDE = 128  # an image with a shorter side than this is a crop: one paper level, not a local model
 MIN_CONTRAST = 0.1  # ink this close to the background is no ink
-NOISE_SIGMAS = 4  # background noise (its spread estimated on the border) up to this many sigmas is not ink
+NOISE_SIGMAS = 4  # background noise (its spread estimated robustly) up to this many sigmas is not ink
 PEAK_PERCENTILE = 99  # of the ink: stretched to 1 (a robust maximum; 70..99 read UCI's digits alike)
 SPECK = 0.02  # blobs with less ink than this share of the largest blob's are not part of the digit
+NEAR = 0.75  # blobs further from the main blob than this many times its larger side are other marks
+LINE_SPAN = 0.7  # a straight structure covering this share of the page's width (or height) is a ruled line
+LINE_TILT = 12.0  # ruled lines are looked for up to this many degrees off horizontal and vertical
+WIDE = 1.5  # a group wider than this many times the number's height (and 1.8 typical digits) is digits touching
+MAX_DIGITS = 20  # more digit-sized groups than this in one picture is not a number
 
 
 class NoInkError(UsageError):
     """The image holds nothing that stands out from its background."""
 
 
-def decode(source, name: str = "image") -> np.ndarray:
-    """PNG/JPEG/BMP/GIF bytes or a path -> ink as float32 (H, W) in [0, 1], white digit on black.
+def _no_ink(name: str) -> NoInkError:
+    return NoInkError(f"{name}: no ink found (the image is blank, only ruled lines or noise, or has almost no "
+                      "contrast); draw or photograph a digit that stands out from its background")
 
-    Polarity: where the image has transparency (a canvas drawing is ink on transparent),
-    alpha is the ink; otherwise the border tells the background, and dark ink on light
-    paper is inverted.
-    """
+
+@dataclass
+class Page:
+    """The ink of a decoded picture, and how much smaller it is than the original (boxes map back)."""
+
+    ink: np.ndarray  # float32 (H, W) in [0, 1], white ink on black
+    scale: float  # original pixels per ink pixel (>= 1)
+
+
+def _read(source, name: str):
+    """Bytes or a path -> (RGB float32 array at working size, scale) or (alpha ink, 1.0) for drawings."""
     from PIL import Image, UnidentifiedImageError
 
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
@@ -54,15 +81,198 @@ def decode(source, name: str = "image") -> np.ndarray:
             if has_alpha:
                 rgba = np.asarray(img.convert("RGBA"), dtype="float32") / 255.0
                 if rgba[..., 3].min() < 0.99:
-                    return rgba[..., 3]
-            gray = np.asarray(img.convert("L"), dtype="float32") / 255.0
+                    return rgba[..., 3], 1.0
+            factor = max(width, height) / WORK_SIDE
+            if factor > 1 and img.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 size: 12 MP in ~20 ms
+                img.draft("RGB", (math.ceil(width / factor), math.ceil(height / factor)))
+            rgb = img.convert("RGB")
+            if max(rgb.size) > 1.25 * WORK_SIDE:  # (a draft-decoded JPEG is already near WORK_SIDE)
+                rgb = rgb.resize((max(1, round(width / factor)), max(1, round(height / factor))), Image.BOX)
+            return np.asarray(rgb, dtype="float32") / 255.0, width / rgb.size[0]
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise UsageError(f"{name}: not a readable image ({exc.__class__.__name__}); send a PNG, JPEG, BMP or GIF") from None
-    return 1.0 - gray if np.median(_border(gray)) > 0.5 else gray
+        raise UsageError(f"{name}: not a readable image ({exc.__class__.__name__}); "
+                         "send a PNG, JPEG, BMP, GIF or WebP") from None
+
+
+def decode_page(source, name: str = "image") -> Page:
+    """PNG/JPEG/BMP/GIF/WebP bytes or a path -> its ink (white on black, paper and ruled lines out)."""
+    pixels, scale = _read(source, name)
+    if pixels.ndim == 2:  # a drawing on a transparent canvas: alpha is the ink
+        return Page(pixels, scale)
+    return Page(photo_ink(pixels, name), scale)
+
+
+def decode(source, name: str = "image") -> np.ndarray:
+    """PNG/JPEG/BMP/GIF/WebP bytes or a path -> ink as float32 (H, W) in [0, 1], white digit on black.
+
+    Where the image has transparency (a canvas drawing is ink on transparent), alpha is the
+    ink; otherwise `photo_ink` finds it (large images are read at WORK_SIDE pixels).
+    """
+    return decode_page(source, name).ink
 
 
 def _border(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
+
+
+def paper_and_ink(rgb: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] -> darkening relative to the local paper, in [0, 1] (0: paper, 1: black).
+
+    Each pixel is as dark as its darkest channel, so coloured ink keeps its contrast. Light ink
+    on a dark ground (the typical pixel nearer the darkest than the lightest) is turned around first. The paper
+    is a grey closing (a maximum then a minimum filter) wider than a stroke: it follows gradients
+    and keeps a hard shadow's edge as an edge, while strokes narrower than it become paper.
+    """
+    from scipy import ndimage
+
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    dark = np.minimum(np.minimum(red, green), blue)
+    grey = (red + green + blue) / 3
+    low, middle, high = np.percentile(grey[::2, ::2], [0.5, 50, 99.5])
+    if high - middle > 2 * (middle - low) + 0.05:  # the rare extreme (the ink) is light: light ink on dark
+        dark = 1.0 - np.maximum(np.maximum(red, green), blue)
+    short = min(dark.shape)
+    if short < SMALL_SIDE:
+        paper = float(np.median(_border(dark)))
+    else:
+        width = int(np.clip(short // 4, 32, 160))
+        paper = ndimage.grey_closing(ndimage.uniform_filter(dark, 3), size=(width, width))
+    return np.clip(1.0 - dark / np.maximum(paper, 1 / 255), 0.0, 1.0).astype("float32")
+
+
+def _paper_noise(ink: np.ndarray) -> tuple[float, float]:
+    """The paper's ink level (the median) and its noise (a robust sigma), from a grid of ~200x200 pixels."""
+    step = max(1, min(ink.shape) // 200)
+    sample = ink[::step, ::step]
+    level = float(np.median(sample))
+    return level, 1.4826 * float(np.median(np.abs(sample - level)))
+
+
+def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
+    """A photograph (H, W, 3) in [0, 1] -> ink in [0, 1]: paper, noise, ruled lines and specks out.
+
+    Raises NoInkError when nothing digit-like is left (a blank or only ruled page, only noise).
+    """
+    from scipy import ndimage
+
+    ink = paper_and_ink(rgb)
+    level, sigma = _paper_noise(ink)
+    if min(ink.shape) >= SMALL_SIDE and sigma > 0.005:  # a photo's grain is finer than its strokes: average it out
+        ink = ndimage.gaussian_filter(ink, sigma=1.0)
+        level, sigma = _paper_noise(ink)
+    floor = level + NOISE_SIGMAS * sigma
+    ink = np.clip(ink - floor, 0.0, 1.0)
+    mask = ink > max(MIN_CONTRAST - NOISE_SIGMAS * sigma, 0.03)  # faint pencil on clean paper still counts
+    remove_lines(ink, mask)
+    blobs, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count == 0:
+        raise _no_ink(name)
+    sizes = np.bincount(blobs.ravel())[1:]
+    min_pixels = max(4, 5e-5 * mask.size)
+    boxes = ndimage.find_objects(blobs)
+    largest = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes])
+    digit_sized = largest >= max(4, 0.015 * max(ink.shape))
+    thinnest = np.array([min(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes])
+    dash = (thinnest <= 4) & (largest >= 5 * thinnest) & (sizes <= 1.5 * largest)  # a ruled line's leftover
+    keep = (sizes >= min_pixels) & ~dash
+    if not keep.any():
+        raise _no_ink(name)
+    if min(ink.shape) >= SMALL_SIDE:
+        # A page's edge, a shadow's corner or the table: blobs on the image's border are not the
+        # digit when a digit-sized one off the border is there too (a tight crop keeps its digit).
+        touching = np.array([b[0].start == 0 or b[1].start == 0 or b[0].stop == ink.shape[0]
+                             or b[1].stop == ink.shape[1] for b in boxes])
+        inner = keep & ~touching
+        if (inner & digit_sized).any():
+            keep = inner
+    kept = np.isin(blobs, 1 + np.flatnonzero(keep))
+    if not (keep & digit_sized).any():
+        raise _no_ink(name)
+    kept = ndimage.maximum_filter(kept.view(np.uint8), size=5)  # widened by 2 px to the strokes' faint edges
+    return np.where(kept > 0, ink, 0.0).astype("float32")
+
+
+def _line_candidates(mask: np.ndarray) -> list[tuple[float, float]]:
+    """Near-horizontal straight structures spanning LINE_SPAN of the width: (slope, intercept) pairs,
+    found with a Hough transform on a copy at most ~400 pixels wide (block maxima keep thin lines)."""
+    from skimage.transform import hough_line
+
+    f = max(1, math.ceil(mask.shape[1] / 400))
+    h, w = mask.shape[0] // f, mask.shape[1] // f
+    if h < 2 or w < 8:
+        return []
+    small = mask[: h * f, : w * f].reshape(h, f, w, f).max(axis=(1, 3))
+    steps = max(9, int(2 * math.radians(LINE_TILT) * w))  # one step: the line drifts <= 1 pixel across
+    theta = np.linspace(math.pi / 2 - math.radians(LINE_TILT), math.pi / 2 + math.radians(LINE_TILT), steps)
+    votes, angles, dists = hough_line(small, theta=theta)
+    best = votes.max(axis=1)
+    threshold = LINE_SPAN * w
+    lines = []
+    for i in np.flatnonzero(best >= threshold):
+        if best[i] < best[max(0, i - 2): i + 3].max():
+            continue
+        angle = angles[votes[i].argmax()]
+        slope = -math.cos(angle) / math.sin(angle)
+        intercept = (dists[i] / math.sin(angle)) * f + (f - 1) / 2 * (1 - slope)
+        lines.append((slope, intercept))
+    return lines
+
+
+def _line_band(mask: np.ndarray, slope: float, intercept: float):
+    """The rows (offsets x columns) a thin near-horizontal line covers, and the rows just above and
+    below it; None when it is no thin line with paper on both sides (a stroke, a dark area's edge)."""
+    height, width = mask.shape
+    reach = 6 + int(math.ceil(width / 400))
+    offsets = np.arange(-reach, reach + 1)
+    cols = np.arange(width)
+    rows = np.rint(intercept + slope * cols)[None, :] + offsets[:, None]  # (offsets, columns)
+    inside = (rows >= 0) & (rows < height)
+    hits = mask[np.clip(rows, 0, height - 1).astype(int), cols[None, :]] & inside
+    profile = hits.mean(axis=1)
+    peak = int(profile.argmax())
+    if profile[peak] < 0.5:  # not a line across this page after all
+        return None
+    lo = hi = peak
+    while lo > 0 and profile[lo - 1] >= 0.3 * profile[peak]:
+        lo -= 1
+    while hi < len(offsets) - 1 and profile[hi + 1] >= 0.3 * profile[peak]:
+        hi += 1
+    if lo < 3 or hi > len(offsets) - 4 or hi - lo + 1 > max(3, 0.03 * min(height, width)):
+        return None
+    return rows[lo - 2: hi + 3], rows[lo - 3], rows[hi + 3]  # the band 2 px wider: no dashes left
+
+
+def remove_lines(ink: np.ndarray, mask: np.ndarray) -> None:
+    """Remove ruled, squared-grid and margin lines from `ink` and `mask` in place: thin straight
+    structures running across LINE_SPAN of the page, horizontal or vertical within LINE_TILT degrees.
+    A line's pixels stay where a stroke (ink that is not itself a line) crosses it."""
+    from scipy import ndimage
+
+    found, lines = [], np.zeros_like(mask)
+    for horizontal, m, l in ((True, mask, lines), (False, mask.T, lines.T)):
+        for slope, intercept in _line_candidates(m):
+            band = _line_band(m, slope, intercept)
+            # one line, found twice (neighbouring Hough cells): the band already covers it
+            if band is not None and not l[np.clip(band[0][len(band[0]) // 2], 0, m.shape[0] - 1).astype(int),
+                                          np.arange(m.shape[1])].mean() > 0.5:
+                rows = band[0]
+                ok = (rows >= 0) & (rows < m.shape[0])
+                l[rows[ok].astype(int), np.broadcast_to(np.arange(m.shape[1]), rows.shape)[ok]] = True
+                found.append((horizontal, band))
+    if not found:
+        return
+    strokes = mask & ~lines
+    for horizontal, (rows, above, below) in found:
+        a, m, s = (ink, mask, strokes) if horizontal else (ink.T, mask.T, strokes.T)
+        height, width = m.shape
+        cols = np.arange(width)
+        wide = ndimage.maximum_filter1d(s, size=5, axis=1)
+        crossed = (wide[np.clip(above, 0, height - 1).astype(int), cols] & (above >= 0)
+                   & wide[np.clip(below, 0, height - 1).astype(int), cols] & (below < height))
+        valid = (rows >= 0) & (rows < height) & ~crossed[None, :]
+        r, c = rows[valid].astype(int), np.broadcast_to(cols, rows.shape)[valid]
+        a[r, c] = 0.0
+        m[r, c] = False
 
 
 def clean(ink: np.ndarray, name: str = "image") -> np.ndarray:
@@ -75,24 +285,34 @@ def clean(ink: np.ndarray, name: str = "image") -> np.ndarray:
     floor = background + NOISE_SIGMAS * sigma
     strokes = ink[ink > floor + MIN_CONTRAST]
     if strokes.size == 0:
-        raise NoInkError(f"{name}: no ink found (the image is blank or has almost no contrast); "
-                         "draw or photograph a digit that stands out from its background")
+        raise _no_ink(name)
     peak = float(np.percentile(strokes, PEAK_PERCENTILE))
     return np.clip((ink - floor) / max(peak - floor, 1e-6), 0.0, 1.0).astype("float32")
 
 
+def _gap(a: tuple[slice, slice], b: tuple[slice, slice]) -> int:
+    """Chessboard distance in pixels between two boxes (0 when they overlap)."""
+    dy = max(a[0].start - b[0].stop, b[0].start - a[0].stop, 0)
+    dx = max(a[1].start - b[1].stop, b[1].start - a[1].stop, 0)
+    return max(dy, dx)
+
+
 def digit_box(ink: np.ndarray) -> tuple[slice, slice]:
-    """The bounding box of the digit: its blobs above MIN_CONTRAST, without specks (blobs with
-    under SPECK of the ink of the largest one: dust, paper grain, JPEG noise), widened to the
-    faint anti-aliased edge pixels that touch them."""
+    """The bounding box of the digit: the blob with the most ink above MIN_CONTRAST and the blobs
+    near it (within NEAR times its size) that are not specks (under SPECK of its ink: dust, paper
+    grain, JPEG noise), widened to the faint anti-aliased edge pixels that touch them."""
     from scipy import ndimage
 
     mask = ink > MIN_CONTRAST
     blobs, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count > 1:
         mass = ndimage.sum(ink, blobs, index=np.arange(1, count + 1))
-        mask = np.isin(blobs, 1 + np.flatnonzero(mass >= SPECK * mass.max()))
-    mask = ndimage.binary_dilation(mask, structure=np.ones((3, 3)), iterations=2) & (ink > 0)
+        boxes = ndimage.find_objects(blobs)
+        main = int(mass.argmax())
+        reach = NEAR * max(boxes[main][0].stop - boxes[main][0].start, boxes[main][1].stop - boxes[main][1].start)
+        keep = [i for i in range(count) if mass[i] >= SPECK * mass[main] and _gap(boxes[i], boxes[main]) <= reach]
+        mask = np.isin(blobs, 1 + np.array(keep))
+    mask = (ndimage.maximum_filter(mask.view(np.uint8), size=5) > 0) & (ink > 0)  # 2 pixels wider
     rows, cols = np.nonzero(mask)
     return slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
 
@@ -138,14 +358,119 @@ def load(source, name: str | None = None) -> np.ndarray:
     return normalize(decode(source, name), name)
 
 
+# ---- whole numbers ---------------------------------------------------------------------------
+
+def _split_wide(ink: np.ndarray, cols: slice, limit: float) -> list[slice]:
+    """A column range wider than `limit` pixels -> ranges cut at the thinnest column (the least ink)
+    in its middle half, recursively."""
+    width = cols.stop - cols.start
+    if width <= limit or width < 8:
+        return [cols]
+    profile = ink[:, cols].sum(axis=0)
+    lo, hi = width // 4, width - width // 4
+    cut = cols.start + lo + int(profile[lo:hi].argmin())
+    return _split_wide(ink, slice(cols.start, cut), limit) + _split_wide(ink, slice(cut, cols.stop), limit)
+
+
+def split_digits(ink: np.ndarray, name: str = "image") -> list[tuple[slice, slice, np.ndarray]]:
+    """Ink with a number written left to right -> its digits, left to right, as (rows, cols, ink)
+    with the digit's own strokes only (a neighbour's overhang in its box left out).
+
+    Blobs (not specks) whose columns overlap by a third of the narrower one are one digit (a 5's
+    detached bar, a 4 in two strokes); blobs far above or below the number's line are dropped; a
+    group wider than WIDE times the number's height is cut where it has the least ink.
+    """
+    from scipy import ndimage
+
+    ink = clean(np.asarray(ink, dtype="float32"), name)
+    blobs, count = ndimage.label(ink > MIN_CONTRAST, structure=np.ones((3, 3)))
+    if count == 0:
+        raise _no_ink(name)
+    mass = ndimage.sum(ink, blobs, index=np.arange(1, count + 1))
+    boxes = ndimage.find_objects(blobs)
+    main = int(mass.argmax())
+    top, bottom = boxes[main][0].start, boxes[main][0].stop
+    line = (bottom - top)
+    ids = [i for i in range(count) if mass[i] >= SPECK * mass[main]
+           and boxes[i][0].stop > top - 0.5 * line and boxes[i][0].start < bottom + 0.5 * line]
+    ids.sort(key=lambda i: boxes[i][1].start)
+    groups: list[list[int]] = []
+    for i in ids:
+        if groups:
+            last = groups[-1]
+            start = min(boxes[j][1].start for j in last)
+            stop = max(boxes[j][1].stop for j in last)
+            own = boxes[i][1]
+            overlap = min(stop, own.stop) - max(start, own.start)
+            if overlap >= min(stop - start, own.stop - own.start) / 3:
+                last.append(i)
+                continue
+        groups.append([i])
+    def extent(group, axis):
+        return min(boxes[j][axis].start for j in group), max(boxes[j][axis].stop for j in group)
+
+    height = max(np.subtract(*extent(g, 0)[::-1]) for g in groups)
+    # A piece under half the number's height is part of a digit (a 5's bar, a broken stroke): it
+    # joins the neighbour it is closest to, horizontally.
+    k = 0
+    while k < len(groups) and len(groups) > 1:
+        top_, bottom_ = extent(groups[k], 0)
+        if bottom_ - top_ >= 0.5 * height:
+            k += 1
+            continue
+        start, stop = extent(groups[k], 1)
+        gaps = [start - extent(groups[k - 1], 1)[1] if k > 0 else np.inf,
+                extent(groups[k + 1], 1)[0] - stop if k + 1 < len(groups) else np.inf]
+        piece = groups.pop(k)
+        groups[k - 1 if gaps[0] <= gaps[1] else k] += piece
+        k = 0
+    if len(groups) > MAX_DIGITS:
+        raise UsageError(f"{name}: {len(groups)} digit-sized marks found, more than {MAX_DIGITS} digits; "
+                         "send a picture of one number written on one line")
+    widths = [np.subtract(*extent(g, 1)[::-1]) for g in groups]
+    typical = float(np.median(widths)) if len(groups) > 2 else 0.75 * height
+    digits = []
+    for group in groups:
+        own = np.isin(blobs, 1 + np.array(group))
+        rows = slice(min(boxes[j][0].start for j in group), max(boxes[j][0].stop for j in group))
+        cols = slice(min(boxes[j][1].start for j in group), max(boxes[j][1].stop for j in group))
+        strokes = np.where(ndimage.binary_dilation(own, iterations=2), ink, 0.0)
+        for piece in _split_wide(strokes[rows], cols, max(WIDE * height, 1.8 * typical)):
+            part = strokes[rows, piece]
+            filled = np.flatnonzero(part.max(axis=1) > MIN_CONTRAST)
+            if filled.size == 0:
+                continue
+            r = slice(rows.start + filled[0], rows.start + filled[-1] + 1)
+            digits.append((r, piece, strokes[r, piece]))
+    if len(digits) > MAX_DIGITS:
+        raise UsageError(f"{name}: {len(digits)} digit-sized marks found, more than {MAX_DIGITS}; "
+                         "send a picture of one number written on one line")
+    return digits
+
+
+def load_digits(source, name: str | None = None) -> tuple[np.ndarray, list[list[int]]]:
+    """An image file or its bytes with a number -> its digits normalised (N, 28, 28), left to right,
+    and each digit's box [top, left, bottom, right] in the original image's pixels."""
+    name = name or (str(source) if isinstance(source, (str, Path)) else "image")
+    page = decode_page(source, name)
+    images, boxes = [], []
+    for rows, cols, part in split_digits(page.ink, name):
+        images.append(normalize(np.pad(part, 2), name))
+        boxes.append([round(v * page.scale) for v in (rows.start, cols.start, rows.stop, cols.stop)])
+    return np.stack(images), boxes
+
+
 def load_raw(source, name: str | None = None) -> np.ndarray:
     """A 28x28 image as it is (only the polarity fixed): the behaviour of `kerasdl.predict --raw`."""
     name = name or (str(source) if isinstance(source, (str, Path)) else "image")
-    ink = decode(source, name)
-    if ink.shape != (SIZE, SIZE):
-        raise UsageError(f"{name}: image is {ink.shape[1]}x{ink.shape[0]}, --raw takes 28x28 only; "
+    pixels, _ = _read(source, name)
+    if pixels.ndim == 3:
+        gray = pixels.mean(axis=2)
+        pixels = 1.0 - gray if np.median(_border(gray)) > 0.5 else gray
+    if pixels.shape != (SIZE, SIZE):
+        raise UsageError(f"{name}: image is {pixels.shape[1]}x{pixels.shape[0]}, --raw takes 28x28 only; "
                          "drop --raw to normalise it the MNIST way")
-    return ink
+    return pixels.astype("float32")
 
 
 def squeeze(source, name: str | None = None) -> np.ndarray:

@@ -12,7 +12,8 @@ A client written for TensorFlow Serving works against it unchanged:
 Errors are `{"error": "<one line>"}` with 400, 404 or 413, as TensorFlow Serving gives them.
 For people rather than programs, `POST /v1/digits:classify` takes an image (PNG/JPEG bytes),
 normalises it the MNIST way (`kerasdl.preprocess`) and answers every classifier's ten
-probabilities and the encoder's 2-D code; `GET /v1/digits/latent` gives the test digits' codes
+probabilities and the encoder's 2-D code; `POST /v1/digits:read` takes a picture of a number
+and answers it read digit by digit by every classifier; `GET /v1/digits/latent` gives the test digits' codes
 on the autoencoder's and PCA's planes; `/` is a page to draw a digit on (kerasdl/web/).
 
 Each model's newest version is loaded once at start with `tf.saved_model.load` (TensorFlow
@@ -364,6 +365,23 @@ def classify(servables: dict, image: bytes) -> dict:
     }
 
 
+def read_number(servables: dict, image: bytes) -> dict:
+    """POST /v1/digits:read: a picture of a number, read digit by digit by every classifier
+    (the work is `kerasdl.predict.read_number_by_every_model`)."""
+    from kerasdl import predict
+
+    def model(servable: Servable):
+        fn = servable.signature(None)
+        key, spec = next(iter(_input_specs(fn).items()))
+        shape = spec.shape.as_list()[1:]
+        return lambda x: next(iter(fn(**{key: x.reshape((len(x), *shape)).astype("float32")}).values())).numpy()
+
+    try:
+        return predict.read_number_by_every_model(image, {n: model(servables[n]) for n in CLASSIFIERS if n in servables})
+    except UsageError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
 def latent_plane(servables: dict, points: int = LATENT_POINTS, seed: int = 0) -> dict:
     """Section 2.6's planes for the page: `points` MNIST test digits' 2-D codes from the exported
     encoder and from PCA(2) (fit on 10,000 training images), with PCA's mean and components so
@@ -460,6 +478,12 @@ def create_app(servables: dict, max_body: int = MAX_BODY, batching: bool = True)
             raise ApiError(400, "empty body: send the image's bytes (PNG or JPEG)")
         return JSONResponse(await run_in_threadpool(classify, servables, image))
 
+    async def digits_read(request):
+        image = await read_body(request, max_body)
+        if not image:
+            raise ApiError(400, "empty body: send the image's bytes (PNG or JPEG)")
+        return JSONResponse(await run_in_threadpool(read_number, servables, image))
+
     latent_cache: dict = {}
     latent_lock = asyncio.Lock()
 
@@ -487,6 +511,7 @@ def create_app(servables: dict, max_body: int = MAX_BODY, batching: bool = True)
     routes = [
         Route("/v1/models/{path:path}", models, methods=["GET", "POST"]),
         Route("/v1/digits:classify", digits_classify, methods=["POST"]),
+        Route("/v1/digits:read", digits_read, methods=["POST"]),
         Route("/v1/digits/latent", digits_latent, methods=["GET"]),
         Route("/v1/digits/models", digits_models, methods=["GET"]),
         Route("/", page, methods=["GET"]),

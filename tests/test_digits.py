@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from conftest import last_json, run_module
+from kerasdl import digits
+from kerasdl.errors import UsageError
 
 # Measured with the session's small cnn (6,000 training images, 2 epochs, no shift augmentation)
 # on the first 300 of each set: UCI digits 0.737 normalised vs 0.513 squeezed; re-rendered MNIST
@@ -15,13 +18,14 @@ FLOORS = {"uci_digits": 0.65, "mnist_test_rendered": 0.93}
 
 
 def test_normalised_reading_beats_squeezing_on_real_handwriting_and_holds_its_floors(small_models):
-    proc = run_module("kerasdl.digits", small_models / "cnn", "--limit", 300, "--json", timeout=300)
+    proc = run_module("kerasdl.digits", small_models / "cnn", "--limit", 300, "--conditions", "--json", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = last_json(proc.stdout)
     for name, floor in FLOORS.items():
         assert result[name]["images"] == 300
         assert result[name]["normalized"] >= floor, result
     assert result["uci_digits"]["normalized"] >= result["uci_digits"]["squeezed"] + 0.1, result
+    assert "conditions" not in result  # `--conditions` alone: none measured
 
 
 def test_predict_reads_photo_like_pngs_of_any_size(small_models, real_mnist, tmp_path):
@@ -58,3 +62,57 @@ def test_resize_is_a_deprecated_no_op(small_models, real_mnist, tmp_path):
     assert plain.returncode == 0 and resized.returncode == 0, resized.stderr[-2000:]
     assert plain.stdout.splitlines()[-1] == resized.stdout.splitlines()[-1]
     assert "--resize is deprecated" in resized.stderr
+
+
+# Floors per photographed condition, MNIST test digits read by the session's small cnn (97.7%
+# on plain re-rendered MNIST). Measured on these slices (seed 1): 12 of 12 on every condition on
+# small pages, 4 of 5 small digits in a large photo. A broken step (a shadow taken as ink, ruled
+# lines left in, the digit lost in a large photo) reads 0-30%. All conditions combined in one
+# image hold no floor yet: the small model reads 0 of 5 of them (the full cnn about 3 in 4, README).
+# The full cnn's table on 100 images per set and condition is in the README.
+CONDITION_IMAGES = {"small": 5}
+CONDITION_FLOORS = {"small": 3}
+
+
+@pytest.mark.parametrize("condition", [c for c in digits.CONDITIONS if c != "combined"])
+def test_each_photographed_condition_holds_its_floor(small_models, real_mnist, condition):
+    count = CONDITION_IMAGES.get(condition, 12)
+    pages, labels = digits.condition_pages(condition, "mnist", count, seed=1)
+    images, probs = digits.read_pages(small_models / "cnn", pages)
+    right = int(np.sum(probs.argmax(1) == labels))
+    assert right >= CONDITION_FLOORS.get(condition, 10), (condition, right, count)
+
+
+def test_conditions_draw_their_parameters_per_image_and_are_seeded():
+    digit = digits.uci_digits(1)[0][0]
+    first = [digits.render(digit, "ruled", np.random.default_rng(7)) for _ in range(2)]
+    rng = np.random.default_rng(7)
+    second = [digits.render(digit, "ruled", rng) for _ in range(2)]
+    assert first[0] == first[1] == second[0]  # same seed, same page
+    assert second[0] != second[1]  # the next image draws new parameters
+
+
+def test_numbers_of_mnist_digits_are_split_and_read(small_models, real_mnist):
+    result = digits.number_accuracy(small_models / "cnn", "mnist", 30, touching=0.0, seed=1)
+    assert result["apart"]["numbers"] == 30
+    assert result["apart"]["digit_count_right"] >= 0.95, result
+    assert result["apart"]["number_right"] >= 0.6, result
+
+
+def test_predict_number_prints_the_number_and_its_digits_boxes(small_models, real_mnist, tmp_path):
+    rng = np.random.default_rng(3)
+    images, labels = digits.mnist_digits(200)
+    picks = [int(i) for i in np.flatnonzero(labels == 4)[:1]] + [int(np.flatnonzero(labels == 0)[0]),
+                                                                   int(np.flatnonzero(labels == 7)[0])]
+    (tmp_path / "407.png").write_bytes(digits.number_page([images[i] for i in picks], rng))
+    proc = run_module("kerasdl.predict", small_models / "cnn", tmp_path / "407.png", "--number", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = json.loads(proc.stdout.splitlines()[-1])
+    assert row["number"] == "407", row
+    assert [d["digit"] for d in row["digits"]] == [4, 0, 7]
+    lefts = [d["box"][1] for d in row["digits"]]
+    assert lefts == sorted(lefts) and all(len(d["probabilities"]) == 10 for d in row["digits"])
+    from kerasdl import predict
+
+    with pytest.raises(UsageError, match="no ink found"):
+        predict.read_number(digits._encode(np.full((80, 200), 0.9, "float32"), "PNG"), lambda x: x, "blank.png")

@@ -117,3 +117,74 @@ def test_raw_takes_28x28_only_and_squeeze_keeps_the_whole_frame():
     assert raw.max() == pytest.approx(1.0) and raw[0, 0] == 0
     squeezed = preprocess.squeeze(encode(bar()))
     assert squeezed.shape == (28, 28) and box(squeezed)[0] < 20  # not scaled into the 20x20 box
+
+
+def seven(height=120) -> np.ndarray:
+    """A synthetic 7 as ink in [0, 1]: a bar on top and a slanted stem."""
+    ink = np.zeros((height, height * 3 // 4), dtype="float32")
+    t = max(2, height // 10)
+    ink[:t, :] = 1
+    for row in range(height):
+        col = int((ink.shape[1] - t) * (1 - row / height))
+        ink[row, col: col + t] = 1
+    return ink
+
+
+def photo(ink: np.ndarray, shape, top, left, rng, ruled=False, shadow=0.0, colour=(0.1, 0.1, 0.1)) -> np.ndarray:
+    """Ink on light noisy paper (optionally ruled, with a margin line, and a hard shadow over the left part)."""
+    page = np.ones((*shape, 3), dtype="float32") * np.array([0.93, 0.92, 0.88], "float32")
+    if ruled:
+        page[::30] = page[1::30] = np.array([0.6, 0.7, 0.95])  # blue ruled lines every 30 px
+        page[:, 40:42] = np.array([0.95, 0.4, 0.4])  # red margin line
+    alpha = np.zeros(shape, dtype="float32")
+    alpha[top: top + ink.shape[0], left: left + ink.shape[1]] = ink
+    page = page * (1 - alpha[..., None]) + alpha[..., None] * np.array(colour, "float32")
+    if shadow:
+        page[:, : int(shadow * shape[1])] *= 0.5
+    page += rng.normal(0, 0.015, (*shape, 1))
+    return (page.clip(0, 1) * 255).astype("uint8")
+
+
+def test_ruled_paper_and_a_hard_shadow_are_paper_and_the_sevens_bar_is_kept():
+    rng = np.random.default_rng(0)
+    clean = preprocess.load(encode(photo(seven(), (300, 400), 100, 150, rng), mode="RGB"))
+    ruled = preprocess.load(encode(photo(seven(), (300, 400), 100, 150, rng, ruled=True, shadow=0.45), mode="RGB"))
+    assert box(ruled)[0] == 20
+    assert np.abs(ruled - clean).mean() < 0.05
+    top_row = np.nonzero(ruled.max(axis=1) > 0.5)[0][0]
+    assert (ruled[top_row: top_row + 3] > 0.5).any(axis=0).sum() >= 10  # the bar runs across the digit
+
+
+def test_a_small_blue_digit_anywhere_in_a_large_jpeg_photo_with_dust_and_a_table_edge():
+    rng = np.random.default_rng(1)
+    pixels = photo(seven(90), (2000, 2600), 1500, 2100, rng, colour=(0.15, 0.2, 0.6))
+    pixels[:, :150] = (60, 45, 30)  # the table beyond the page's edge
+    pixels[200:206, 300:306] = 90  # dust far from the digit
+    out = preprocess.load(encode(pixels, mode="RGB", fmt="JPEG", quality=85))
+    reference = preprocess.load(encode(photo(seven(90), (200, 200), 50, 60, rng), mode="RGB"))
+    assert box(out)[0] >= 19  # scaled into the 20x20 box (its faintest edge row may fall under 0.05)
+    assert np.abs(out - reference).mean() < 0.06
+
+
+def test_a_ruled_page_with_nothing_written_is_no_ink():
+    rng = np.random.default_rng(2)
+    with pytest.raises(preprocess.NoInkError, match="no ink found"):
+        preprocess.load(encode(photo(np.zeros((1, 1)), (300, 400), 0, 0, rng, ruled=True), mode="RGB"), "ruled.png")
+
+
+def test_split_digits_reads_left_to_right_and_cuts_touching_digits_at_their_thinnest_column():
+    ink = np.zeros((100, 400), dtype="float32")
+    ink[20:80, 30:40] = 1  # a "1"
+    ink[20:80, 100:140] = seven(60)[:, :40]  # a 7, apart
+    ink[20:80, 200:245] = 1  # two blocks touching through a thin bridge
+    ink[20:80, 260:305] = 1
+    ink[48:52, 245:260] = 1
+    parts = preprocess.split_digits(ink)
+    assert [p[1].start for p in parts] == sorted(p[1].start for p in parts)
+    assert len(parts) == 4
+    assert 245 <= parts[2][1].stop <= 260  # cut in the bridge
+    with pytest.raises(UsageError, match="more than 20"):
+        many = np.zeros((60, 30 * 25), dtype="float32")
+        for i in range(25):
+            many[10:50, 30 * i + 5: 30 * i + 15] = 1
+        preprocess.split_digits(many)

@@ -159,6 +159,26 @@ def _bad_requests(version: int) -> list[tuple[str, str, dict, int]]:
     return cases
 
 
+def test_read_a_number_with_every_classifier_and_blank_is_400(client, real_mnist):
+    """POST /v1/digits:read: a picture of a number -> per classifier its number and digits."""
+    from kerasdl import digits
+
+    images, labels = digits.mnist_digits(50)
+    picks = [int(np.flatnonzero(labels == d)[0]) for d in (3, 1, 9)]
+    page = digits.number_page([images[i] for i in picks], np.random.default_rng(0))
+    answer = client.post("/v1/digits:read", content=page, headers={"Content-Type": "image/png"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert set(body["classifiers"]) == {"linear", "mlp", "cnn"} and body["digits"] == 3
+    cnn = body["classifiers"]["cnn"]
+    assert cnn["number"] == "".join(str(d["digit"]) for d in cnn["digits"])
+    assert sum(a == b for a, b in zip(cnn["number"], "319")) >= 2, cnn  # the small cnn reads most digits
+    boxes = [[d["box"] for d in answer["digits"]] for answer in body["classifiers"].values()]
+    assert boxes[0] == boxes[1] == boxes[2] and [b[1] for b in boxes[0]] == sorted(b[1] for b in boxes[0])
+    blank = client.post("/v1/digits:read", content=png_bytes(np.full((60, 200), 235)))
+    assert blank.status_code == 400 and "no ink found" in blank.json()["error"]
+
+
 def test_thirty_odd_bad_requests_get_one_line_errors_and_the_server_keeps_serving(client, server, small_models):
     cases = _bad_requests(artifacts.versions(small_models / "linear")[-1])
     assert len(cases) >= 30

@@ -118,3 +118,32 @@ def test_without_models_every_panel_says_how_to_export_it(browser, tmp_path):
     WebDriverWait(browser, 20).until(lambda d: by_id(d, "status").is_displayed())
     assert "cannot be reached" in by_id(browser, "status").text
     assert "python -m kerasdl.mnist cnn" in browser.find_element("tag name", "main").text
+
+
+def test_number_mode_reads_three_traced_digits_left_to_right(browser, server, real_mnist):
+    """The wide pad: three test digits written side by side come back as a 3-digit number, each with its bars."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    raw = np.load(real_mnist)
+    digits, labels = raw["x_test"][-3:].astype("float32") / 255.0, raw["y_test"][-3:]
+    browser.get(server.url + "/")
+    wait_latent(browser)
+    by_id(browser, "number-mode").click()
+    pad = by_id(browser, "pad")
+    assert browser.execute_script("return document.getElementById('pad').width") == 840
+    k = pad.size["width"] / 840  # CSS pixels per canvas pixel
+    strokes = [(x0 + 280 * i, y0, x1 + 280 * i, y1) for i, digit in enumerate(digits)
+               for x0, y0, x1, y1 in strokes_for(digit)]
+    actions = ActionChains(browser, duration=0)
+    for x0, y0, x1, y1 in strokes:
+        actions.move_to_element_with_offset(pad, round(x0 * k - pad.size["width"] / 2),
+                                            round(y0 * k - pad.size["height"] / 2)).click_and_hold()
+        actions.move_to_element_with_offset(pad, round(x1 * k - pad.size["width"] / 2),
+                                            round(y1 * k - pad.size["height"] / 2)).release()
+    actions.perform()
+    wait_for_reading(browser, len(strokes))
+    number = browser.execute_script("return document.body.dataset.number")
+    assert number is not None and len(number) == 3, number
+    assert sum(a == str(b) for a, b in zip(number, labels)) >= 2, (number, labels.tolist())
+    assert len(browser.find_elements("css selector", ".number-digit .bars")) == 3
+    assert not by_id(browser, "status").is_displayed()

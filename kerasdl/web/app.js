@@ -1,6 +1,6 @@
 "use strict";
 // The drawing page of `python -m kerasdl.serve`: plain JavaScript, talking only to the server
-// that served it (/v1/digits:classify, /v1/digits/latent, /v1/models/decoder:predict).
+// that served it (/v1/digits:classify, /v1/digits:read, /v1/digits/latent, /v1/models/decoder:predict).
 
 const CLASSIFIERS = ["linear", "mlp", "cnn"];
 // One colour per digit: Okabe and Ito's eight colour-blind-safe colours plus two of Paul Tol's.
@@ -15,7 +15,7 @@ const plane = $("plane"), planeCtx = plane.getContext("2d");
 const state = {
   strokes: [], current: null, inflight: false, dirty: false,
   image: null, code: null, mode: "autoencoder", latent: null, view: null,
-  decodeBusy: false, decodeNext: null,
+  decodeBusy: false, decodeNext: null, numberMode: false,
 };
 
 function showError(message) {
@@ -119,11 +119,11 @@ async function read() {
     const started = performance.now();
     try {
       const blob = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
-      const result = await getJSON("/v1/digits:classify", {
+      const result = await getJSON(state.numberMode ? "/v1/digits:read" : "/v1/digits:classify", {
         method: "POST", body: blob, headers: {"Content-Type": "image/png"},
       });
       showError("");
-      showReading(result);
+      if (state.numberMode) showNumber(result); else showReading(result);
       const ms = Math.round(performance.now() - started);
       $("latency").textContent = `Read in ${ms} ms from the end of the stroke (server: ${result.milliseconds} ms).`;
       document.body.dataset.latencyMs = String(ms);
@@ -170,6 +170,43 @@ function showMissing(name, command) {
     `<p class="missing">Not exported yet. Train and export it with <code>${command}</code>, then restart the server.</p>`;
 }
 
+function barColumns(probabilities, winner) {
+  return probabilities.map((p, d) => {
+    const pct = (100 * p).toFixed(1);
+    const win = d === winner ? " win" : "";
+    return `<div class="col${win}" role="img" aria-label="${d}: ${pct}%" title="${d}: ${pct}%">` +
+           `<div class="bar"><span style="height:${pct}%"></span></div><span class="digit">${d}</span></div>`;
+  }).join("");
+}
+
+// A written number (POST /v1/digits:read): each classifier's number, and the best model's
+// reading digit by digit, left to right, each with its ten bars.
+function showNumber(result) {
+  const names = CLASSIFIERS.filter((name) => result.classifiers[name]);
+  if (!names.length) { showError("No classifier is exported: train one, then restart the server."); return; }
+  const best = result.classifiers[names[names.length - 1]];
+  $("number-reading").innerHTML =
+    `<p class="answer">${names.map((n) => `${n} reads <strong>${result.classifiers[n].number}</strong>`).join(", ")}</p>` +
+    `<div class="number-digits">${best.digits.map((d) =>
+      `<div class="number-digit"><p><strong>${d.digit}</strong> ${(100 * d.probability).toFixed(1)}%</p>` +
+      `<div class="bars">${barColumns(d.probabilities, d.digit)}</div></div>`).join("")}</div>`;
+  document.body.dataset.number = best.number;
+}
+
+function setNumberMode(on) {
+  state.numberMode = on;
+  $("number-mode").setAttribute("aria-pressed", String(on));
+  pad.width = on ? 840 : 280;  // resizing clears the canvas
+  pad.classList.toggle("wide", on);
+  $("number-reading").hidden = !on;
+  $("number-reading").innerHTML = "";
+  delete document.body.dataset.number;
+  state.strokes = [];
+  redrawPad();
+  resetReading();
+}
+$("number-mode").addEventListener("click", () => setNumberMode(!state.numberMode));
+
 function showReading(result) {
   state.image = result.image.flat();
   drawImage($("normalised"), state.image);
@@ -179,16 +216,10 @@ function showReading(result) {
     const panel = document.querySelector(`.model[data-model="${name}"]`);
     panel.dataset.missing = "false";
     panel.dataset.digit = String(answer.digit);
-    const columns = answer.probabilities.map((p, d) => {
-      const pct = (100 * p).toFixed(1);
-      const win = d === answer.digit ? " win" : "";
-      return `<div class="col${win}" role="img" aria-label="${d}: ${pct}%" title="${d}: ${pct}%">` +
-             `<div class="bar"><span style="height:${pct}%"></span></div><span class="digit">${d}</span></div>`;
-    }).join("");
     panel.querySelector(".body").innerHTML =
       `<p class="answer">reads <strong>${answer.digit}</strong> ` +
       `(${(100 * answer.probabilities[answer.digit]).toFixed(1)}%, version ${answer.version})</p>` +
-      `<div class="bars">${columns}</div>`;
+      `<div class="bars">${barColumns(answer.probabilities, answer.digit)}</div>`;
   }
   state.code = {autoencoder: result.latent.encoder, pca: pcaEncode(state.image)};
   drawPlane();
