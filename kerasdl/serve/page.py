@@ -1,0 +1,87 @@
+"""The drawing page's backend: an uploaded image read by every classifier, and section 2.6's latent planes."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from kerasdl.errors import UsageError
+from kerasdl.serve.protocol import ApiError, _input_specs, run_signature
+
+LATENT_POINTS = 2000  # test digits shown on the page's latent planes
+CLASSIFIERS = ("linear", "mlp", "cnn")
+EXPORT_COMMANDS = {
+    "linear": "python -m kerasdl.mnist linear",
+    "mlp": "python -m kerasdl.mnist mlp",
+    "cnn": "python -m kerasdl.mnist cnn",
+    "encoder": "python -m kerasdl.autoencoder",
+    "decoder": "python -m kerasdl.autoencoder",
+}
+
+
+def classify(servables: dict, image: bytes) -> dict:
+    """An uploaded image -> the normalised 28x28 digit and every classifier's ten probabilities."""
+    from kerasdl import preprocess
+
+    start = time.perf_counter()
+    try:
+        digit = preprocess.load(image, "upload")
+    except UsageError as exc:
+        raise ApiError(400, str(exc)) from None
+    answers = {}
+    for name in CLASSIFIERS:
+        if name not in servables:
+            continue
+        servable = servables[name]
+        fn = servable.signature(None)
+        key, spec = next(iter(_input_specs(fn).items()))
+        x = digit.reshape((1, *[d for d in spec.shape.as_list()[1:]]))
+        probs = next(iter(fn(**{key: x.astype("float32")}).values())).numpy()[0]
+        answers[name] = {"version": str(servable.version), "digit": int(probs.argmax()),
+                         "probabilities": [round(float(p), 5) for p in probs]}
+    latent = {"encoder": None}
+    if "encoder" in servables:
+        fn = servables["encoder"].signature(None)
+        key = next(iter(_input_specs(fn)))
+        code = next(iter(fn(**{key: digit.reshape(1, 784)}).values())).numpy()[0]
+        latent["encoder"] = [round(float(v), 4) for v in code]
+    return {
+        "image": np.round(digit, 4).tolist(),
+        "classifiers": answers,
+        "latent": latent,
+        "missing": {name: EXPORT_COMMANDS[name] for name in CLASSIFIERS if name not in servables},
+        "milliseconds": round((time.perf_counter() - start) * 1000, 1),
+    }
+
+
+def latent_plane(servables: dict, points: int = LATENT_POINTS, seed: int = 0) -> dict:
+    """Section 2.6's planes for the page: `points` MNIST test digits' 2-D codes from the exported
+    encoder and from PCA(2) (fit on 10,000 training images), with PCA's mean and components so
+    the page can encode a drawing and decode any point of PCA's plane itself."""
+    from sklearn.decomposition import PCA
+
+    from kerasdl import data
+
+    try:
+        (x_train, _), (x_test, y_test) = data.load_mnist()
+    except UsageError as exc:
+        raise ApiError(503, f"the latent plane needs MNIST's test set: {exc}") from None
+    pick = np.random.default_rng(seed).choice(len(x_test), size=min(points, len(x_test)), replace=False)
+    x = x_test[pick].reshape(len(pick), 784).astype("float32") / 255.0
+    pca = PCA(n_components=2, random_state=seed).fit(x_train[:10000].reshape(-1, 784).astype("float32") / 255.0)
+    plane = {
+        "labels": y_test[pick].astype(int).tolist(),
+        "pca": {"codes": np.round(pca.transform(x), 3).tolist(), "mean": np.round(pca.mean_, 5).tolist(),
+                "components": np.round(pca.components_, 6).tolist()},
+        "autoencoder": None,
+        "missing": {part: EXPORT_COMMANDS[part] for part in ("encoder", "decoder") if part not in servables},
+    }
+    if "encoder" in servables:
+        fn = servables["encoder"].signature(None)
+        key = next(iter(_input_specs(fn)))
+        codes = np.concatenate([run_signature(fn, {key: x[i: i + 500]}).popitem()[1] for i in range(0, len(x), 500)])
+        plane["autoencoder"] = {"codes": np.round(codes, 3).tolist(), "version": str(servables["encoder"].version)}
+    return plane
+
+
