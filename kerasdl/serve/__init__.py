@@ -8,17 +8,25 @@ A client written for TensorFlow Serving works against it unchanged:
     GET  /v1/models/<name>[/versions/<v>]/metadata     the signature_def of every signature
     POST /v1/models/<name>[/versions/<v>]:predict      {"instances": [...]} -> {"predictions": [...]}
                                                        {"inputs": ...}      -> {"outputs": ...}
+    GET  /monitoring/prometheus/metrics                Prometheus metrics, at TF Serving's path
 
-Errors are `{"error": "<one line>"}` with 400, 404 or 413, as TensorFlow Serving gives them.
-For people rather than programs, `POST /v1/digits:classify` takes an image (PNG/JPEG bytes),
-normalises it the MNIST way (`kerasdl.preprocess`) and answers every classifier's ten
-probabilities and the encoder's 2-D code; `GET /v1/digits/latent` gives the test digits' codes
-on the autoencoder's and PCA's planes; `/` is a page to draw a digit on (kerasdl/web/).
+Errors are `{"error": "<one line>"}` with TF Serving's status codes. For people rather than
+programs, `POST /v1/digits:classify` takes an image, normalises it the MNIST way
+(`kerasdl.preprocess`) and answers every classifier's ten probabilities and the encoder's 2-D
+code; `GET /v1/digits/latent` gives the test digits' codes on the autoencoder's and PCA's
+planes; `/` is a page to draw a digit on (kerasdl/web/).
 
-Each model's newest version is loaded once at start with `tf.saved_model.load` (TensorFlow
-Serving's default "latest" policy) and run in a worker thread, off the event loop.
+One job per module:
+
+    protocol   TF Serving's URLs, request/response formats, status, metadata and errors
+    limits     bounds on every request: body size and time, header time, admission (fast 503s)
+    batching   concurrent requests to one signature run as one model call
+    store      the models directory, polled: versions loaded, warmed, switched, unloaded
+    warmup     TF Serving's assets.extra/tf_serving_warmup_requests, written at export, read at load
+    metrics    Prometheus counters and histograms
+    page       the drawing page's backend (uploads read safely, every classifier asked)
+    app        the route table, the app and the command line
 """
-
 
 from kerasdl.serve.app import cli, create_app, main, parser
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import numpy as np
@@ -18,6 +19,42 @@ EXPORT_COMMANDS = {
     "encoder": "python -m kerasdl.autoencoder",
     "decoder": "python -m kerasdl.autoencoder",
 }
+
+
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")  # the only image formats an upload is opened as
+MAX_PIXELS = 25_000_000  # larger uploads are refused from their header, before decoding
+MAX_SIDE = 1024  # uploads are read at most this wide and high (JPEG decodes at reduced size)
+
+
+def reduce_upload(image: bytes, max_pixels: int = MAX_PIXELS, max_side: int = MAX_SIDE) -> bytes:
+    """An upload made safe to normalise: only PNG/JPEG/BMP/GIF/WebP, at most `max_pixels` as
+    stored, and at most `max_side` on a side as handed to kerasdl.preprocess (JPEGs are decoded
+    at 1/2, 1/4 or 1/8 size by libjpeg's draft mode, others shrunk after decoding), so a request's
+    float copies stay near max_side**2 pixels whatever was sent. Small images pass unchanged."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(image), formats=FORMATS) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ApiError(400, f"image is {width}x{height}, over {max_pixels / 1e6:g} megapixels; "
+                                    "send a smaller picture of the digit")
+            if max(width, height) <= max_side:
+                return image
+            if img.format == "JPEG":
+                img.draft(img.mode if img.mode in ("L", "RGB") else "RGB", (max_side, max_side))
+            img.seek(0)  # an animated GIF's first frame
+            img.load()
+            small = img.copy()
+    except ApiError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ApiError(400, f"upload: not a readable image ({exc.__class__.__name__}); "
+                            "send a PNG, JPEG, BMP, GIF or WebP") from None
+    small.thumbnail((max_side, max_side), Image.BILINEAR)
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 def classify(servables: dict, image: bytes) -> dict:
