@@ -139,7 +139,7 @@ def version_status(url: str, model: str) -> dict:
 async def publish_new_version(models: Path, model: str, url: str, after: float, marks: dict) -> None:
     """After `after` seconds, publish a copy of the newest version as the next one (staged, then one
     rename, as artifacts.export does); record when, and when the server reports it AVAILABLE."""
-    from kerasdl import artifacts
+    from kerasdl import artifacts  # imported (TensorFlow with it) before the load starts: see load()
 
     await asyncio.sleep(after)
     model_dir = models / model
@@ -182,9 +182,33 @@ async def recovery(host: str, port: int, path: str, body: bytes, limit: float = 
     return None
 
 
+async def stall(host: str, port: int, n: int) -> list:
+    """`n` connections that send half a request head and then nothing (the server should close them)."""
+    stalled = []
+    for _ in range(n):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"POST /v1/models/cnn:predict HTTP/1.1\r\nHost: x\r\nContent-Le")
+        await writer.drain()
+        stalled.append((reader, writer))
+    return stalled
+
+
+async def closed_by_server(stalled: list) -> int:
+    """How many of the stalled connections the server has closed by now."""
+    closed = 0
+    for reader, writer in stalled:
+        try:
+            closed += await asyncio.wait_for(reader.read(1), 0.01) == b""
+        except (asyncio.TimeoutError, OSError):
+            pass
+        writer.close()
+    return closed
+
+
 async def load(url: str, model: str, clients: int, requests: int, seconds: float | None, timeout: float,
-               switch_models: Path | None) -> dict:
+               switch_models: Path | None, stalled_connections: int = 0) -> dict:
     parsed = urlparse(url)
+    stalled = await stall(parsed.hostname, parsed.port, stalled_connections)
     images, labels = test_images(1000)
     bodies = [json.dumps({"instances": [im[..., None].round(4).tolist()]}).encode() for im in images]
     path = f"/v1/models/{model}:predict"
@@ -193,11 +217,14 @@ async def load(url: str, model: str, clients: int, requests: int, seconds: float
     marks: dict = {}
     tasks = [client(parsed.hostname, parsed.port, path, bodies, labels, plan, results, timeout) for _ in range(clients)]
     if switch_models is not None:
+        from kerasdl import artifacts  # noqa: F401  (seconds of importing TensorFlow: not inside the timed run)
+
         tasks.append(publish_new_version(switch_models, model, url, (seconds or 30) / 3, marks))
     start = time.perf_counter()
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
     recovered = await recovery(parsed.hostname, parsed.port, path, bodies[0])
+    stalled_closed = await closed_by_server(stalled)
 
     kinds: dict = {}
     for _, _, outcome in results:
@@ -215,6 +242,9 @@ async def load(url: str, model: str, clients: int, requests: int, seconds: float
         "seconds": round(elapsed, 2), "predictions_per_second": round(len(ok) / elapsed, 1),
         "latency_ms": percentiles([(t1 - t0) * 1000 for t0, t1 in ok]),
         "latency_503_ms": percentiles(shed), "recovery_seconds": recovered,
+        "slowest": [{"at_s": round(t0 - start, 2), "ms": round((t1 - t0) * 1000, 1), "outcome": o}
+                    for t0, t1, o in sorted(results, key=lambda r: r[0] - r[1])[:5]],
+        "stalled_connections": stalled_connections, "stalled_closed_by_server": stalled_closed,
     }
     if switch_models is not None:
         if "served" not in marks:
@@ -223,7 +253,8 @@ async def load(url: str, model: str, clients: int, requests: int, seconds: float
             window = [(t1 - t0) * 1000 for t0, t1 in ok if t1 >= marks["published"] and t0 <= marks["served"] + 1.0]
             during = [o for t0, t1, o in results if t1 >= marks["published"] and t0 <= marks["served"] + 1.0]
             result["switch"] = {
-                "version": marks["version"], "seconds_to_serve": round(marks["served"] - marks["published"], 2),
+                "version": marks["version"], "published_at_s": round(marks["published"] - start, 2),
+                "seconds_to_serve": round(marks["served"] - marks["published"], 2),
                 "requests_during": len(during), "errors_during": sum(1 for o in during if o not in ("right", "wrong")),
                 "latency_ms_during": percentiles(window),
             }
@@ -242,6 +273,8 @@ def main(argv=None) -> int:
     p.add_argument("--switch", action="store_true",
                    help="publish a new version of --model in --models a third of the way through (needs --models, "
                    "and writes into it: use a copy)")
+    p.add_argument("--stalled", type=int, default=0,
+                   help="first open this many connections that send half a request head and stall (default: 0)")
     p.add_argument("--no-batching", action="store_true", help="start the server with --no-batching")
     p.add_argument("--server-args", default="", help="more flags for the server it starts, e.g. '--max-queue 32'")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds one request may take (default: 30)")
@@ -261,7 +294,7 @@ def main(argv=None) -> int:
         url = f"http://127.0.0.1:{port}"
     try:
         result = asyncio.run(load(url, args.model, args.clients, args.requests, args.seconds, args.timeout,
-                                  args.models if args.switch else None))
+                                  args.models if args.switch else None, args.stalled))
     finally:
         if server is not None:
             server.send_signal(signal.SIGINT)

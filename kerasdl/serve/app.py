@@ -24,6 +24,8 @@ from kerasdl.serve.store import ModelStore
 log = logging.getLogger("kerasdl.serve")
 
 WEB = Path(__file__).resolve().parents[1] / "web"
+INLINE_BYTES = 64 * 1024  # smaller bodies are parsed on the event loop (well under a millisecond)
+INLINE_VALUES = 10_000  # smaller answers are rendered there too; larger work goes to a worker thread
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class Options:
     max_rows: int = Limits.max_rows
     max_output_values: int = Limits.max_output_values
     max_concurrent: int = 32  # requests at work (parsing, in the batcher, rendering)
-    max_queue: int = 64  # requests waiting for one of those slots; beyond: 503
+    max_queue: int = 32  # requests waiting for one of those slots; beyond: 503
     body_timeout: float = 30.0  # seconds to receive a whole body
     parse_threads: int = 4  # JSON parsing and rendering, off the event loop
     decode_threads: int = 2  # images being decoded at once
@@ -126,14 +128,20 @@ def create_app(store: ModelStore, options: Options = Options()):
         request.state.model, request.state.version = servable.name, str(servable.version)
         body = await read_body(request, options.max_body, options.body_timeout)
         async with admission.slot():
-            fn, tensors, rows = await offload(parse_limiter, parse_predict, servable, body, limits)
+            if len(body) <= INLINE_BYTES:  # a thread hop would cost more than the parse
+                fn, tensors, rows = parse_predict(servable, body, limits)
+            else:
+                fn, tensors, rows = await offload(parse_limiter, parse_predict, servable, body, limits)
             fn_owner[id(fn)] = servable
             if batcher is not None:
                 outputs = await batcher.run(fn, tensors)
             else:
                 outputs = await model_call(fn, tensors)
                 metrics.batch_size.labels(servable.name, str(servable.version)).observe(len(next(iter(tensors.values()))))
-            payload = await offload(parse_limiter, render, outputs, rows, limits)
+            if sum(v.size for v in outputs.values()) <= INLINE_VALUES:
+                payload = render(outputs, rows, limits)
+            else:
+                payload = await offload(parse_limiter, render, outputs, rows, limits)
         return json_response(payload)
 
     async def bad_method(request):
