@@ -364,6 +364,7 @@ def live(small_models, tmp_path_factory):
     shutil.copytree(small_models / "linear" / str(first), root / "linear" / "1")
     save_fragile_model(root / "fragile" / "1")
     proc = ServerProcess(root, "--poll-seconds", "0.3", "--max-output-values", "5000", "--header-timeout", "1",
+                         "--body-timeout", "1",
                          "--max-concurrent", "1", "--max-queue", "1", "--quiet")
     proc.root, proc.source = root, small_models / "linear" / str(first)
     yield proc
@@ -466,6 +467,11 @@ def test_stalled_and_vanishing_clients_do_not_stop_others(live):
         s.settimeout(30)
         assert s.recv(100) == b""
         s.close()
+    slow = socket.create_connection(("127.0.0.1", live.port))
+    slow.sendall(b"POST /v1/models/linear:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"inst")
+    slow.settimeout(30)
+    assert slow.recv(100).startswith(b"HTTP/1.1 408")  # the body did not come within --body-timeout 1
+    slow.close()
     gone = socket.create_connection(("127.0.0.1", live.port))
     gone.sendall(b"POST /v1/models/linear:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{\"inst")
     gone.close()  # leaves mid-body
@@ -477,3 +483,30 @@ def test_port_in_use_is_one_line_and_exit_2(live):
     proc = run_module("kerasdl.serve", "--models", live.root, "--port", live.port, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"--port {live.port}: cannot listen" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_tf_serving_model_config_file_sets_versions_and_labels(small_models, tmp_path):
+    import shutil
+
+    from kerasdl.serve.protocol import ApiError, parse_path
+    from kerasdl.serve.store import ModelStore, read_model_config
+
+    source = small_models / "linear" / str(artifacts.versions(small_models / "linear")[-1])
+    for version in (1, 2, 3):
+        shutil.copytree(source, tmp_path / "linear" / str(version))
+    config = tmp_path / "models.config"
+    config.write_text(f"""model_config_list {{ config {{
+        name: "digits" base_path: "{tmp_path / 'linear'}" model_platform: "tensorflow"
+        model_version_policy {{ specific {{ versions: 1 versions: 2 }} }}
+        version_labels {{ key: "stable" value: 1 }} version_labels {{ key: "canary" value: 2 }} }} }}""")
+    store = ModelStore(tmp_path / "unused", config=read_model_config(config), warm=False, mark=False)
+    store.poll()
+    assert sorted(store.models["digits"].servables) == [1, 2]  # 3 is on disk but not in the policy
+    assert store.find(parse_path("POST", "/v1/models/digits/labels/canary:predict")).version == 2
+    status = store.status(parse_path("GET", "/v1/models/digits/labels/stable"))
+    assert status["model_version_status"][0]["version"] == "1"
+    with pytest.raises(ApiError, match="label beta"):
+        store.find(parse_path("GET", "/v1/models/digits/labels/beta"))
+    config.write_text("model_config_list { config { name: ")
+    bad = run_module("kerasdl.serve", "--model_config_file", config, timeout=120)
+    assert bad.returncode == 2 and "not a TF Serving model config" in bad.stderr and "Traceback" not in bad.stderr

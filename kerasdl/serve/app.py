@@ -19,7 +19,7 @@ from kerasdl.serve.batching import Batcher
 from kerasdl.serve.limits import Admission, deadline_protocol, read_body
 from kerasdl.serve.page import EXPORT_COMMANDS, MAX_PIXELS, MAX_SIDE, classify, latent_plane, reduce_upload
 from kerasdl.serve.protocol import ApiError, Limits, one_line, parse_path, parse_predict, render, run_signature, to_json
-from kerasdl.serve.store import ModelStore
+from kerasdl.serve.store import ModelStore, read_model_config
 
 log = logging.getLogger("kerasdl.serve")
 
@@ -74,12 +74,9 @@ def create_app(store: ModelStore, options: Options = Options()):
         except Exception as exc:  # e.g. an op failing on these inputs: this call's requests get 500
             raise ApiError(500, f"the model call failed ({one_line(exc, 200)})") from None
 
-    def batched(fn, rows):
-        servable = fn_owner.get(id(fn))
-        if servable is not None:
-            metrics.batch_size.labels(servable.name, str(servable.version)).observe(rows)
+    def batched(tag, rows):
+        metrics.batch_size.labels(*tag).observe(rows)
 
-    fn_owner: dict = {}  # id(signature function) -> its Servable, for the batch-size metric
     batcher = Batcher(model_call, on_batch=batched) if options.batching else None
 
     def json_response(payload: bytes, status: int = 200) -> Response:
@@ -132,9 +129,8 @@ def create_app(store: ModelStore, options: Options = Options()):
                 fn, tensors, rows = parse_predict(servable, body, limits)
             else:
                 fn, tensors, rows = await offload(parse_limiter, parse_predict, servable, body, limits)
-            fn_owner[id(fn)] = servable
             if batcher is not None:
-                outputs = await batcher.run(fn, tensors)
+                outputs = await batcher.run(fn, tensors, (servable.name, str(servable.version)))
             else:
                 outputs = await model_call(fn, tensors)
                 metrics.batch_size.labels(servable.name, str(servable.version)).observe(len(next(iter(tensors.values()))))
@@ -258,6 +254,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=Path, default=Path("saved_models"),
                    help="directory of exports <name>/<version>/ (default: saved_models); each model's newest "
                    "version is served, and new versions are loaded as they appear")
+    p.add_argument("--model_config_file", "--model-config-file", dest="model_config_file", type=Path,
+                   help="TF Serving's model config (protobuf text format): serve only the models it lists, from "
+                   "their base_path, with their version policy and version_labels (stable, canary, ...); "
+                   "then --models and --keep-versions are not used")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=positive(int), default=8501, help="port (default: 8501, TensorFlow Serving's REST port)")
@@ -314,7 +314,8 @@ def main(argv=None) -> int:
     if args.poll_seconds < 0:
         raise UsageError(f"--poll-seconds {args.poll_seconds:g}: must be 0 (no polling) or more")
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    store = ModelStore(args.models, keep_versions=args.keep_versions)
+    config = read_model_config(args.model_config_file) if args.model_config_file else None
+    store = ModelStore(args.models, keep_versions=args.keep_versions, config=config)
     sock = listen(args.host, args.port)
     store.poll()
     import uvicorn

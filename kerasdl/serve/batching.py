@@ -41,24 +41,26 @@ class Batcher:
     def __init__(self, call, max_batch: int = BATCH_SIZES[-1], on_batch=None):
         self.call = call  # async (fn, tensors) -> outputs, e.g. the model call in a worker thread
         self.max_batch = max_batch
-        self.on_batch = on_batch  # called with (fn, rows) after every model call, for the metrics
+        self.on_batch = on_batch  # called with (tag, rows) after every model call, for the metrics
         self.queues: dict = {}
 
     def depth(self) -> int:
         """Requests waiting for a model call, over all signatures."""
         return sum(queue.qsize() for queue, _ in self.queues.values())
 
-    async def run(self, fn, tensors: dict) -> dict:
+    async def run(self, fn, tensors: dict, tag=None) -> dict:
+        """`fn`'s outputs for `tensors`, computed in one call with the other requests waiting for `fn`;
+        `tag` (e.g. the model and version) is handed to `on_batch`."""
         entry = self.queues.get(id(fn))
         if entry is None:
             queue: asyncio.Queue = asyncio.Queue()
-            task = asyncio.get_running_loop().create_task(self._work(fn, queue))
+            task = asyncio.get_running_loop().create_task(self._work(fn, queue, tag))
             entry = self.queues[id(fn)] = (queue, task)
         future = asyncio.get_running_loop().create_future()
         entry[0].put_nowait((tensors, future))
         return await future
 
-    async def _work(self, fn, queue: asyncio.Queue) -> None:
+    async def _work(self, fn, queue: asyncio.Queue, tag) -> None:
         try:
             while not queue.empty():
                 batch = [queue.get_nowait()]
@@ -69,17 +71,17 @@ class Batcher:
                     size += _rows(item[0])
                 batch = [(t, f) for t, f in batch if not f.done()]  # clients that left are not computed
                 if batch:
-                    await self._call(fn, batch)
+                    await self._call(fn, batch, tag)
         finally:
             del self.queues[id(fn)]
 
-    async def _call(self, fn, batch: list) -> None:
+    async def _call(self, fn, batch: list, tag) -> None:
         try:
             keys = list(batch[0][0])
             joined = {k: _pad(np.concatenate([t[k] for t, _ in batch])) for k in keys}
             outputs = await self.call(fn, joined)
             if self.on_batch is not None:
-                self.on_batch(fn, sum(_rows(t) for t, _ in batch))
+                self.on_batch(tag, sum(_rows(t) for t, _ in batch))
         except Exception as exc:  # one bad call fails its requests, never the worker
             log.warning("a model call of %d requests failed: %s", len(batch), one_line(exc, 200))
             for _, future in batch:

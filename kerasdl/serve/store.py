@@ -8,6 +8,10 @@ is reported in the model's status with its error and never replaces a working on
 beyond the newest `keep_versions` are unloaded once a newer one is serving (TF Serving's
 default "latest" policy keeps one).
 
+With a TF Serving model config file (`--model_config_file`, its text format), only the models
+it lists are served, from their `base_path`, with its version policy (`latest`, `all`,
+`specific`) and `version_labels` (e.g. stable and canary), as TF Serving reads the same file.
+
 While a version is loaded, a marker `<name>/.serving/<version>.<pid>` tells
 `kerasdl.artifacts.prune` not to delete it from under the server.
 """
@@ -62,6 +66,54 @@ class Model:
         return servables[max(servables)] if servables else None
 
 
+@dataclass(frozen=True)
+class ModelConfig:
+    """Where a model's versions are and which of them to serve (TF Serving's ModelConfig)."""
+
+    name: str
+    base_path: Path
+    policy: tuple = ("latest", 1)  # ("latest", n), ("all",) or ("specific", frozenset of versions)
+    labels: tuple = ()  # (label, version) pairs
+
+    def wanted(self, on_disk: list[int]) -> list[int]:
+        if self.policy[0] == "all":
+            return list(on_disk)
+        if self.policy[0] == "specific":
+            return [v for v in on_disk if v in self.policy[1]]
+        return on_disk[-self.policy[1]:]
+
+
+def read_model_config(path) -> list[ModelConfig]:
+    """TF Serving's --model_config_file (a ModelServerConfig in protobuf text format), or a one-line UsageError."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    path = Path(path)
+    try:
+        config = text_format.Parse(path.read_text(), model_server_config_pb2.ModelServerConfig())
+    except OSError as exc:
+        raise UsageError(f"--model_config_file {path}: cannot read it ({exc.strerror})") from None
+    except text_format.ParseError as exc:
+        raise UsageError(f"--model_config_file {path}: not a TF Serving model config ({exc}); "
+                         "see TF Serving's 'Model Server Configuration' guide") from None
+    models = []
+    for entry in config.model_config_list.config:
+        if not NAME.match(entry.name):
+            raise UsageError(f"--model_config_file {path}: model name {entry.name!r} is not a plain name")
+        choice = entry.model_version_policy.WhichOneof("policy_choice")
+        if choice == "all":
+            policy = ("all",)
+        elif choice == "specific":
+            policy = ("specific", frozenset(entry.model_version_policy.specific.versions))
+        else:
+            policy = ("latest", entry.model_version_policy.latest.num_versions or 1)
+        models.append(ModelConfig(entry.name, Path(entry.base_path or entry.name), policy,
+                                  tuple(sorted(entry.version_labels.items()))))
+    if not models:
+        raise UsageError(f"--model_config_file {path}: lists no model (model_config_list {{ config {{ ... }} }})")
+    return models
+
+
 def warm_up(servable: Servable) -> int:
     """Run the version's TF Serving warm-up requests, or zeros at every batch size when it has none;
     returns the number of calls made."""
@@ -99,9 +151,11 @@ def load_servable(name: str, path: Path, warm: bool = True) -> Servable:
 class ModelStore:
     """Every model under `root`, its newest `keep_versions` versions loaded."""
 
-    def __init__(self, root, keep_versions: int = 1, warm: bool = True, mark: bool = True):
+    def __init__(self, root, keep_versions: int = 1, warm: bool = True, mark: bool = True,
+                 config: list[ModelConfig] | None = None):
         self.root = Path(root)
-        if not self.root.is_dir():
+        self.config = config
+        if config is None and not self.root.is_dir():
             raise UsageError(f"--models {self.root}: no such directory; train a model first "
                              "(python -m kerasdl.mnist cnn) or pass the directory that holds your exports")
         self.keep_versions = keep_versions
@@ -159,24 +213,31 @@ class ModelStore:
         from kerasdl import artifacts
 
         changes = []
-        for child in sorted(self.root.iterdir()) if self.root.is_dir() else []:
-            if not child.is_dir() or not NAME.match(child.name):
-                continue
+        if self.config is not None:
+            configs = self.config
+        else:
+            configs = [ModelConfig(child.name, child, ("latest", self.keep_versions))
+                       for child in (sorted(self.root.iterdir()) if self.root.is_dir() else [])
+                       if child.is_dir() and NAME.match(child.name)]
+        models = dict(self.models)  # readers on the event loop iterate self.models: replaced, never edited
+        for config in configs:
+            child = config.base_path
             if (child / "saved_model.pb").is_file():
                 on_disk = [1]  # an unversioned export: served as version 1
             else:
                 on_disk = artifacts.versions(child)
             if not on_disk:
                 continue
-            model = self.models.setdefault(child.name, Model(child.name))
-            changes += self._update(model, child, on_disk)
+            model = models.setdefault(config.name, Model(config.name))
+            model.labels = dict(config.labels)
+            changes += self._update(model, child, on_disk, config.wanted(on_disk))
+        self.models = models
         if changes and self.on_change is not None:
             self.on_change()
         return changes
 
-    def _update(self, model: Model, model_dir: Path, on_disk: list[int]) -> list[str]:
+    def _update(self, model: Model, model_dir: Path, on_disk: list[int], wanted: list[int]) -> list[str]:
         changes = []
-        wanted = on_disk[-self.keep_versions:]
         for version in wanted:
             path = model_dir if on_disk == [1] and (model_dir / "saved_model.pb").is_file() else model_dir / str(version)
             try:
@@ -203,7 +264,6 @@ class ModelStore:
         keep = {v for v in model.servables if v in wanted}
         if not keep and model.servables:  # nothing newer works: the version serving now goes on serving
             keep = {max(model.servables)}
-        keep |= {v for v in model.labels.values() if v in model.servables}
         dropped = sorted(set(model.servables) - keep)
         if dropped:
             model.servables = {v: s for v, s in model.servables.items() if v in keep}
@@ -231,6 +291,7 @@ class ModelStore:
 
     def close(self) -> None:
         """Remove this process's markers (at shutdown)."""
+        paths = {c.name: c.base_path for c in self.config or []}
         for model in self.models.values():
             for version in model.servables:
-                self._mark(self.root / model.name, version, False)
+                self._mark(paths.get(model.name, self.root / model.name), version, False)
