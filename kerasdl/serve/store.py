@@ -58,7 +58,7 @@ class Model:
 
     name: str
     servables: dict = field(default_factory=dict)  # version -> Servable
-    failed: dict = field(default_factory=dict)  # version -> (error line, saved_model.pb mtime)
+    failed: dict = field(default_factory=dict)  # version -> (error line, the directory's _stamp when it failed)
     labels: dict = field(default_factory=dict)  # label -> version
 
     def latest(self) -> Servable | None:
@@ -112,6 +112,20 @@ def read_model_config(path) -> list[ModelConfig]:
     if not models:
         raise UsageError(f"--model_config_file {path}: lists no model (model_config_list {{ config {{ ... }} }})")
     return models
+
+
+def _stamp(path: Path):
+    """(files, newest mtime, bytes) of a version directory: a failed version is tried again once it
+    changes (e.g. a copy that was still being written), as TF Serving retries loads."""
+    files = newest = size = 0
+    try:
+        for folder, _, names in os.walk(path):
+            for name in names:
+                info = os.stat(os.path.join(folder, name))
+                files, newest, size = files + 1, max(newest, info.st_mtime), size + info.st_size
+    except OSError:
+        return None
+    return files, newest, size
 
 
 def warm_up(servable: Servable) -> int:
@@ -240,9 +254,8 @@ class ModelStore:
         changes = []
         for version in wanted:
             path = model_dir if on_disk == [1] and (model_dir / "saved_model.pb").is_file() else model_dir / str(version)
-            try:
-                stamp = (path / "saved_model.pb").stat().st_mtime
-            except OSError:
+            stamp = _stamp(path)
+            if stamp is None:
                 continue
             if version in model.servables or model.failed.get(version, (None, None))[1] == stamp:
                 continue
