@@ -393,6 +393,7 @@ def test_new_versions_are_picked_up_live_and_broken_ones_never_replace_a_working
 
     model_dir = live.root / "linear"
     row = {"instances": [[0.5] * 784]}
+    metrics = lambda: httpx.get(live.url + "/monitoring/prometheus/metrics", timeout=30).text  # noqa: E731
     assert versions_served(live.url, "linear") == {1: ("AVAILABLE", "")}
     broken = model_dir / ".export-tmp"  # written where exports are staged, then published by one rename
     broken.mkdir()
@@ -401,21 +402,21 @@ def test_new_versions_are_picked_up_live_and_broken_ones_never_replace_a_working
     status = wait_for(lambda: (s := versions_served(live.url, "linear")).get(2) and s)
     assert status[1] == ("AVAILABLE", "") and status[2][0] == "END" and status[2][1], status
     assert httpx.post(f"{live.url}/v1/models/linear:predict", json=row, timeout=30).status_code == 200
+    assert 'kerasdl_serve_model_version_failed{model="linear",version="2"} 1.0' in metrics()
     assert artifacts.prune(model_dir, keep=1) == []  # version 1 is being served: not deleted from under it
     assert (model_dir / "1" / "saved_model.pb").is_file()
+
+    shutil.copytree(live.source, model_dir / "2", dirs_exist_ok=True)  # version 2 completed in place: tried again
+    wait_for(lambda: versions_served(live.url, "linear") == {2: ("AVAILABLE", "")})
 
     staged = model_dir / ".export-new"
     shutil.copytree(live.source, staged)
     staged.rename(model_dir / "3")
-    wait_for(lambda: versions_served(live.url, "linear").get(3) == ("AVAILABLE", ""))
-    status = versions_served(live.url, "linear")
-    assert 1 not in status and 2 in status  # the old one unloaded, the broken one still reported
+    wait_for(lambda: versions_served(live.url, "linear") == {3: ("AVAILABLE", "")})  # 2 unloaded
     answer = httpx.post(f"{live.url}/v1/models/linear/versions/3:predict", json=row, timeout=30)
     assert answer.status_code == 200 and len(answer.json()["predictions"][0]) == 10
-    assert httpx.post(f"{live.url}/v1/models/linear/versions/1:predict", json=row, timeout=30).status_code == 404
-    metrics = httpx.get(live.url + "/monitoring/prometheus/metrics", timeout=30).text
-    assert 'kerasdl_serve_model_version_loaded{model="linear",version="3"} 1.0' in metrics
-    assert 'kerasdl_serve_model_version_failed{model="linear",version="2"} 1.0' in metrics
+    assert httpx.post(f"{live.url}/v1/models/linear/versions/2:predict", json=row, timeout=30).status_code == 404
+    assert 'kerasdl_serve_model_version_loaded{model="linear",version="3"} 1.0' in metrics()
     assert artifacts.prune(model_dir, keep=1) == [1, 2]  # no longer served: pruned as usual
 
 
