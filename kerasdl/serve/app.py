@@ -83,7 +83,10 @@ def create_app(store: ModelStore, options: Options = Options()):
         return Response(payload, status_code=status, media_type="application/json")
 
     def error(exc: ApiError) -> Response:
-        return json_response(to_json({"error": exc.message}), exc.status)
+        response = json_response(to_json({"error": exc.message}), exc.status)
+        if exc.status == 503:
+            response.headers["Retry-After"] = "1"  # seconds; a polite client backs off instead of hammering
+        return response
 
     def measured(endpoint: str):
         """Count every answer of a route by model, version, endpoint and status, and time it."""
@@ -114,7 +117,8 @@ def create_app(store: ModelStore, options: Options = Options()):
     @measured("status")
     async def model_get(request):
         path = parse_path(request.method, request.url.path)
-        request.state.model = path.name
+        if path.name in store.models:  # never a label value per made-up name: the metrics stay bounded
+            request.state.model = path.name
         answer = store.metadata(path) if path.action == "metadata" else store.status(path)
         return json_response(to_json(answer))
 
