@@ -59,9 +59,12 @@ async def read_body(request, limit: int, seconds: float) -> bytes:
                 raise ApiError(413, f"request body is over the {limit}-byte limit (--max-body)")
             chunks.append(chunk)
 
+    import anyio
+
     try:
-        await asyncio.wait_for(receive(), seconds)
-    except asyncio.TimeoutError:
+        with anyio.fail_after(seconds):  # a cancel scope: no task per request, unlike asyncio.wait_for
+            await receive()
+    except TimeoutError:
         raise ApiError(408, f"the request body did not arrive within {seconds:g} s (--body-timeout)") from None
     except ClientDisconnect:
         raise ApiError(499, "the client disconnected before sending the whole body") from None
