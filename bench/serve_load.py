@@ -93,8 +93,9 @@ async def ask(host: str, port: int, path: str, body: bytes, timeout: float, conn
     return status, payload
 
 
-async def client(host, port, path, bodies, labels, plan, results: list, timeout: float) -> None:
-    """One keep-alive connection: send requests until the plan says stop; record how each one ended."""
+async def client(host, port, path, bodies, labels, plan, results: list, timeout: float, backoff: bool = False) -> None:
+    """One keep-alive connection: send requests until the plan says stop; record how each one ended.
+    With `backoff`, wait the server's Retry-After (1 s) after a 503, as a polite client does."""
     conn = [None, None]
     while (i := plan.next()) is not None:
         start = time.perf_counter()
@@ -113,6 +114,8 @@ async def client(host, port, path, bodies, labels, plan, results: list, timeout:
             conn[1].close()
             conn[:] = [None, None]
         results.append((start, time.perf_counter(), outcome))
+        if backoff and outcome == "status 503":
+            await asyncio.sleep(1.0)
     if conn[1] is not None:
         conn[1].close()
 
@@ -209,20 +212,21 @@ async def closed_by_server(stalled: list, until: float) -> int:
 
 
 async def load(url: str, model: str, clients: int, requests: int, seconds: float | None, timeout: float,
-               switch_models: Path | None, stalled_connections: int = 0) -> dict:
+               switch_models: Path | None, stalled_connections: int = 0, backoff: bool = False) -> dict:
     parsed = urlparse(url)
     stalled_at = time.perf_counter()
     stalled = await stall(parsed.hostname, parsed.port, stalled_connections)
     images, labels = test_images(1000)
     bodies = [json.dumps({"instances": [im[..., None].round(4).tolist()]}).encode() for im in images]
     path = f"/v1/models/{model}:predict"
+    if switch_models is not None:
+        from kerasdl import artifacts  # noqa: F401  (seconds of importing TensorFlow: not inside the timed run)
     plan = Plan(requests, seconds)
     results: list = []
     marks: dict = {}
-    tasks = [client(parsed.hostname, parsed.port, path, bodies, labels, plan, results, timeout) for _ in range(clients)]
+    tasks = [client(parsed.hostname, parsed.port, path, bodies, labels, plan, results, timeout, backoff)
+             for _ in range(clients)]
     if switch_models is not None:
-        from kerasdl import artifacts  # noqa: F401  (seconds of importing TensorFlow: not inside the timed run)
-
         tasks.append(publish_new_version(switch_models, model, url, (seconds or 30) / 3, marks))
     start = time.perf_counter()
     await asyncio.gather(*tasks)
@@ -279,6 +283,8 @@ def main(argv=None) -> int:
                    "and writes into it: use a copy)")
     p.add_argument("--stalled", type=int, default=0,
                    help="first open this many connections that send half a request head and stall (default: 0)")
+    p.add_argument("--backoff", action="store_true",
+                   help="clients wait the server's Retry-After (1 s) after a 503 instead of asking again at once")
     p.add_argument("--no-batching", action="store_true", help="start the server with --no-batching")
     p.add_argument("--server-args", default="", help="more flags for the server it starts, e.g. '--max-queue 32'")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds one request may take (default: 30)")
@@ -298,7 +304,7 @@ def main(argv=None) -> int:
         url = f"http://127.0.0.1:{port}"
     try:
         result = asyncio.run(load(url, args.model, args.clients, args.requests, args.seconds, args.timeout,
-                                  args.models if args.switch else None, args.stalled))
+                                  args.models if args.switch else None, args.stalled, args.backoff))
     finally:
         if server is not None:
             server.send_signal(signal.SIGINT)
