@@ -33,6 +33,7 @@ from kerasdl.errors import UsageError
 
 KEEP = 3  # versions kept per model
 KERAS_FILE = "model.keras"  # each version's own Keras file; export_dir/<name>.keras is a link to the newest's
+SERVING_DIR = ".serving"  # <name>/.serving/<version>.<pid>: that version is loaded by a running kerasdl.serve
 
 log = logging.getLogger("kerasdl.artifacts")
 
@@ -133,9 +134,26 @@ def _publish(work: Path, model_dir: Path) -> int:
     raise UsageError(f"{model_dir}: could not find a free version number after 100 tries; remove stray entries")
 
 
+def in_use(model_dir) -> set[int]:
+    """Versions a live kerasdl.serve process on this machine has loaded (its markers in .serving/)."""
+    used = set()
+    for marker in (Path(model_dir) / SERVING_DIR).glob("*.*"):
+        version, _, pid = marker.name.partition(".")
+        if not (version.isdigit() and pid.isdigit()):
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            continue  # the server is gone: its marker protects nothing
+        except PermissionError:
+            pass  # alive, another user's
+        used.add(int(version))
+    return used
+
+
 def prune(model_dir: Path, keep: int = KEEP) -> list[int]:
-    """Delete all but the newest `keep` versions; return the removed ones."""
-    old = versions(model_dir)[:-keep] if keep > 0 else []
+    """Delete all but the newest `keep` versions, except those a running server has loaded; return the removed ones."""
+    old = [v for v in versions(model_dir)[:-keep] if v not in in_use(model_dir)] if keep > 0 else []
     for version in old:
         shutil.rmtree(model_dir / str(version), ignore_errors=True)
     return old
@@ -247,6 +265,9 @@ def export(model: keras.Model, export_dir, name: str, keras_file: bool = True, k
             try:
                 work = Path(tempfile.mkdtemp(prefix=".export-", dir=model_dir))
                 _export_saved_model(model, work)
+                from kerasdl.serve import warmup
+
+                warmup.write(work, name, model.input_shape[1:])  # assets.extra/tf_serving_warmup_requests
                 if card is not None:
                     from kerasdl import cards
 

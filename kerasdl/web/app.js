@@ -167,7 +167,7 @@ function showMissing(name, command) {
   panel.dataset.missing = "true";
   delete panel.dataset.digit;
   panel.querySelector(".body").innerHTML =
-    `<p class="missing">Not exported yet. Train and export it with <code>${command}</code>, then restart the server.</p>`;
+    `<p class="missing">Not exported yet. Train and export it with <code>${command}</code>: the running server loads it within seconds, no restart; then draw again.</p>`;
 }
 
 function barColumns(probabilities, winner) {
@@ -268,7 +268,7 @@ function drawPlane() {
   if (!codes) {
     if (state.latent && state.mode === "autoencoder") {
       const cmd = state.latent.missing.encoder || "python -m kerasdl.autoencoder";
-      planeMessage(`The autoencoder is not exported yet. Train and export it with ${cmd}, then restart the server. PCA(2)'s plane is shown with the other button.`);
+      planeMessage(`The autoencoder is not exported yet. Train and export it with ${cmd}: the running server loads it within seconds, no restart; then reload this page. PCA(2)'s plane is shown with the other button.`);
       $("latent-note").textContent = `Autoencoder not exported: run ${cmd}.`;
     }
     return;

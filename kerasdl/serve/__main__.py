@@ -1,0 +1,5 @@
+"""`python -m kerasdl.serve`."""
+
+from kerasdl.serve.app import cli
+
+cli()
