@@ -112,6 +112,8 @@ def small_models(tmp_path_factory, real_mnist) -> Path:
 
 
 def free_port() -> int:
+    """A port free right now, for TensorFlow's cluster specs (they need ports named in advance);
+    the server's tests use `kerasdl.serve --port 0` instead."""
     import socket
 
     with socket.socket() as s:
@@ -123,27 +125,35 @@ class ServerProcess:
     """`python -m kerasdl.serve` in a subprocess on a free port; `url` once it answers."""
 
     def __init__(self, models_dir: Path, *extra: str):
+        import re
+        import tempfile
         import time
         import urllib.request
 
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        import tempfile
-
         log_dir = Path(tempfile.mkdtemp(prefix="kerasdl-serve-"))  # never inside a repository
-        self.log = open(log_dir / f"server-{self.port}.log", "w+")
+        self.log = open(log_dir / "server.log", "w+")
+        # --port 0: the kernel picks a free port as the server binds it (no check-then-bind race);
+        # the server names it in its "serving on" line.
         self.proc = subprocess.Popen([sys.executable, "-m", "kerasdl.serve", "--models", str(models_dir),
-                                      "--port", str(self.port), *extra], cwd=ROOT, stdout=self.log,
+                                      "--port", "0", *extra], cwd=ROOT, stdout=self.log,
                                      stderr=subprocess.STDOUT, text=True)
+        self.port, self.url = None, None
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited {self.proc.returncode}: {self.output()[-3000:]}")
+            if self.url is None:
+                bound = re.search(r"serving on http://127\.0\.0\.1:(\d+)/", self.output())
+                if bound:
+                    self.port = int(bound.group(1))
+                    self.url = f"http://127.0.0.1:{self.port}"
             try:
-                urllib.request.urlopen(self.url + "/", timeout=1).read()
-                return
+                if self.url is not None:
+                    urllib.request.urlopen(self.url + "/", timeout=1).read()
+                    return
             except OSError:
-                time.sleep(0.3)
+                pass
+            time.sleep(0.3)
         self.stop()
         raise RuntimeError("server did not start within 120 s")
 

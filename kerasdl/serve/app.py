@@ -286,7 +286,9 @@ def parser() -> argparse.ArgumentParser:
                    "then --models and --keep-versions are not used")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 opens it to the network)")
-    p.add_argument("--port", type=positive(int), default=8501, help="port (default: 8501, TensorFlow Serving's REST port)")
+    p.add_argument("--port", type=port_number, default=8501,
+                   help="port (default: 8501, TensorFlow Serving's REST port; 0: any free port, named in the "
+                        "'serving on' line)")
     p.add_argument("--poll-seconds", type=float, default=d.poll_seconds,
                    help="how often to look for new or removed versions, like TF Serving's "
                    f"--file_system_poll_wait_seconds (default: {d.poll_seconds:g}; 0: load once at start)")
@@ -315,6 +317,17 @@ def parser() -> argparse.ArgumentParser:
                    "to one model are batched into one call)")
     p.add_argument("--quiet", action="store_true", help="no log line per request")
     return p
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0..65535 (0 lets the kernel pick a free one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not in 0..65535")
+    return value
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -356,7 +369,7 @@ def main(argv=None) -> int:
     if not servables:
         log.warning("no exported models in %s: the page will say how to export them", args.models)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    log.info("serving on http://%s:%d/  (REST: /v1/models/<name>:predict)", host, args.port)
+    log.info("serving on http://%s:%d/  (REST: /v1/models/<name>:predict)", host, sock.getsockname()[1])
     options = Options(max_body=args.max_body, max_rows=args.max_rows, max_output_values=args.max_output_values,
                       max_concurrent=args.max_concurrent, max_queue=args.max_queue, body_timeout=args.body_timeout,
                       batching=not args.no_batching, poll_seconds=args.poll_seconds)
