@@ -163,7 +163,11 @@ def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
     floor = level + NOISE_SIGMAS * sigma
     ink = np.clip(ink - floor, 0.0, 1.0)
     mask = ink > max(MIN_CONTRAST - NOISE_SIGMAS * sigma, 0.03)  # faint pencil on clean paper still counts
-    remove_lines(ink, mask)
+    before = ink.copy(), mask.copy()
+    if remove_lines(ink, mask) == 1 and mask.sum() < max(4, 5e-5 * mask.size):
+        # One straight stroke alone on the page is the digit (a 1 filling a tight crop, or MNIST's
+        # 28x28 frame), not ruling: a ruled or squared page has several lines. Keep it.
+        ink, mask = before
     blobs, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count == 0:
         raise _no_ink(name)
@@ -242,10 +246,11 @@ def _line_band(mask: np.ndarray, slope: float, intercept: float):
     return rows[lo - 2: hi + 3], rows[lo - 3], rows[hi + 3]  # the band 2 px wider: no dashes left
 
 
-def remove_lines(ink: np.ndarray, mask: np.ndarray) -> None:
+def remove_lines(ink: np.ndarray, mask: np.ndarray) -> int:
     """Remove ruled, squared-grid and margin lines from `ink` and `mask` in place: thin straight
     structures running across LINE_SPAN of the page, horizontal or vertical within LINE_TILT degrees.
-    A line's pixels stay where a stroke (ink that is not itself a line) crosses it."""
+    A line's pixels stay where a stroke (ink that is not itself a line) crosses it. Returns how
+    many lines were removed."""
     from scipy import ndimage
 
     found, lines = [], np.zeros_like(mask)
@@ -260,7 +265,7 @@ def remove_lines(ink: np.ndarray, mask: np.ndarray) -> None:
                 l[rows[ok].astype(int), np.broadcast_to(np.arange(m.shape[1]), rows.shape)[ok]] = True
                 found.append((horizontal, band))
     if not found:
-        return
+        return 0
     strokes = mask & ~lines
     for horizontal, (rows, above, below) in found:
         a, m, s = (ink, mask, strokes) if horizontal else (ink.T, mask.T, strokes.T)
@@ -273,6 +278,7 @@ def remove_lines(ink: np.ndarray, mask: np.ndarray) -> None:
         r, c = rows[valid].astype(int), np.broadcast_to(cols, rows.shape)[valid]
         a[r, c] = 0.0
         m[r, c] = False
+    return len(found)
 
 
 def clean(ink: np.ndarray, name: str = "image") -> np.ndarray:

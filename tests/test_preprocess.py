@@ -89,6 +89,17 @@ def test_mnist_test_images_come_out_nearly_unchanged(real_mnist):
     assert np.abs(out - x).mean() < 0.002
 
 
+def test_mnist_digits_sent_as_png_files_go_through_the_photo_path_unharmed(real_mnist):
+    # As a user sends them: PNG bytes through decode and the photo path. A straight 1 fills most of
+    # its 28x28 frame, so line removal once erased it as a "ruled line" (38 of the first 1,000).
+    raw = np.load(real_mnist)
+    x, y = raw["x_test"][:300], raw["y_test"][:300]
+    ones = x[y == 1]
+    out = np.stack([preprocess.load(encode(im), "mnist.png") for im in ones])
+    assert len(ones) >= 30
+    assert np.mean(np.abs(out - ones / 255.0).max(axis=(1, 2)) <= 0.02) >= 0.95
+
+
 @pytest.mark.parametrize("pixels", [
     np.full((64, 64), 255, "uint8"),  # blank paper
     np.full((64, 64), 128, "uint8"),  # uniform grey

@@ -213,6 +213,17 @@ def test_read_a_number_with_every_classifier_and_blank_is_400(client, real_mnist
     assert sum(a == b for a, b in zip(cnn["number"], "319")) >= 2, cnn  # the small cnn reads most digits
     boxes = [[d["box"] for d in answer["digits"]] for answer in body["classifiers"].values()]
     assert boxes[0] == boxes[1] == boxes[2] and [b[1] for b in boxes[0]] == sorted(b[1] for b in boxes[0])
+    # a photo over the 1,024 px the server reads: boxes still in the upload's own pixels
+    from PIL import Image
+
+    small = Image.open(io.BytesIO(page))
+    big = io.BytesIO()
+    small.resize((small.width * 6, small.height * 6)).save(big, format="PNG")
+    assert small.width * 6 > 1024
+    big_cnn = client.post("/v1/digits:read", content=big.getvalue()).json()["classifiers"]["cnn"]
+    assert len(big_cnn["digits"]) == 3
+    for b, s in zip(big_cnn["digits"], cnn["digits"]):
+        assert np.allclose(b["box"], np.array(s["box"]) * 6, atol=6 * 4), (b["box"], s["box"])
     blank = client.post("/v1/digits:read", content=png_bytes(np.full((60, 200), 235)))
     assert blank.status_code == 400 and "no ink found" in blank.json()["error"]
 
@@ -494,6 +505,21 @@ def test_stalled_and_vanishing_clients_do_not_stop_others(live):
     slow.settimeout(30)
     assert slow.recv(100).startswith(b"HTTP/1.1 408")  # the body did not come within --body-timeout 1
     slow.close()
+    # answered early (no such model: 404 before the body is read), then silent mid-body: uvicorn
+    # alone keeps such a socket forever, and a few hundred of them take every connection slot
+    early = socket.create_connection(("127.0.0.1", live.port))
+    early.sendall(b"POST /v1/models/nope:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+    early.settimeout(30)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += early.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 404"), answer[:100]
+    early.sendall(b"[")  # one more byte, then nothing
+    while True:  # the server closes it (--header-timeout 1); recv times out after 30 s if not
+        chunk = early.recv(4096)
+        if not chunk:
+            break
+    early.close()
     gone = socket.create_connection(("127.0.0.1", live.port))
     gone.sendall(b"POST /v1/models/linear:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{\"inst")
     gone.close()  # leaves mid-body

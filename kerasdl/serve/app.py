@@ -17,8 +17,8 @@ from kerasdl.errors import UsageError, positive, run_cli
 from kerasdl.serve import metrics as metrics_module
 from kerasdl.serve.batching import Batcher
 from kerasdl.serve.limits import Admission, deadline_protocol, read_body
-from kerasdl.serve.page import (EXPORT_COMMANDS, MAX_PIXELS, MAX_SIDE, classify, latent_plane, read_number,
-                                reduce_upload)
+from kerasdl.serve.page import (EXPORT_COMMANDS, MAX_PIXELS, MAX_SIDE, classify, image_width, latent_plane,
+                                read_number, reduce_upload)
 from kerasdl.serve.protocol import ApiError, Limits, one_line, parse_path, parse_predict, render, run_signature, to_json
 from kerasdl.serve.store import ModelStore, read_model_config
 
@@ -154,7 +154,8 @@ def create_app(store: ModelStore, options: Options = Options()):
         return classify(servables, reduce_upload(image, options.max_pixels, options.max_side))
 
     def read_number_upload(image: bytes, servables: dict) -> dict:
-        return read_number(servables, reduce_upload(image, options.max_pixels, options.max_side))
+        reduced = reduce_upload(image, options.max_pixels, options.max_side)
+        return read_number(servables, reduced, scale=image_width(image) / image_width(reduced))
 
     def upload_endpoint(work):
         """An endpoint taking an image's bytes: bounded body, admission, a bounded pool of decoders."""
@@ -307,7 +308,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connections", type=positive(int), default=1000,
                    help="open connections at most; beyond this requests get uvicorn's 503 (default: 1000)")
     p.add_argument("--header-timeout", type=positive(float), default=10.0,
-                   help="seconds a connection may take to send a request's head before it is closed (default: 10)")
+                   help="seconds a client that owes bytes (a request's head, or the rest of a body, also after an "
+                        "early answer) may stay silent before its connection is closed (default: 10)")
     p.add_argument("--body-timeout", type=positive(float), default=d.body_timeout,
                    help=f"seconds a request's body may take to arrive; then 408 (default: {d.body_timeout:g})")
     p.add_argument("--keep-alive", type=positive(float), default=5.0,

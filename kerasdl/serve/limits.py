@@ -72,38 +72,50 @@ async def read_body(request, limit: int, seconds: float) -> bytes:
 
 
 def deadline_protocol(header_seconds: float):
-    """uvicorn's h11 protocol with a deadline on the request head: a connection that opens, or
-    starts a request, and has not sent the whole head within `header_seconds` is closed (uvicorn
-    itself waits forever for it). Idle keep-alive connections are closed by uvicorn's own
-    --timeout-keep-alive."""
+    """uvicorn's h11 protocol with a deadline on a silent client: a connection whose client owes
+    the server bytes (the request head, or the rest of a body) and sends none for `header_seconds`
+    is closed. uvicorn itself waits forever for them, also after answering early (a 404 or 413
+    sent before the body was read), so a few hundred such sockets would hold every connection
+    slot. Idle keep-alive connections between requests are closed by uvicorn's --timeout-keep-alive."""
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
+    owes_bytes = (h11.IDLE, h11.SEND_BODY)  # the client's states in which the server waits on it
+
     class DeadlineH11Protocol(H11Protocol):
-        head_timer = None
+        silence_timer = None
 
         def connection_made(self, transport):
             super().connection_made(transport)
-            self.head_timer = self.loop.call_later(header_seconds, self.head_expired)
+            self.arm()
+
+        def arm(self) -> None:
+            self.disarm()
+            self.silence_timer = self.loop.call_later(header_seconds, self.silence_expired)
+
+        def disarm(self) -> None:
+            if self.silence_timer is not None:
+                self.silence_timer.cancel()
+                self.silence_timer = None
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            waiting_for_head = self.conn.their_state is h11.IDLE
-            if not waiting_for_head and self.head_timer is not None:
-                self.head_timer.cancel()
-                self.head_timer = None
-            elif waiting_for_head and self.head_timer is None:  # a new request began on a kept-alive connection
-                self.head_timer = self.loop.call_later(header_seconds, self.head_expired)
+            if self.conn.their_state in owes_bytes:  # every byte restarts the clock
+                self.arm()
+            else:  # the request is complete: the application has it
+                self.disarm()
 
-        def head_expired(self) -> None:
-            self.head_timer = None
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                self.transport.close()
+        def silence_expired(self) -> None:
+            self.silence_timer = None
+            if self.conn.their_state not in owes_bytes or self.transport.is_closing():
+                return
+            if self.conn.their_state is h11.SEND_BODY and self.conn.our_state is h11.SEND_RESPONSE:
+                self.arm()  # the application is still reading this body: its --body-timeout answers 408
+                return
+            self.transport.close()
 
         def connection_lost(self, exc):
-            if self.head_timer is not None:
-                self.head_timer.cancel()
-                self.head_timer = None
+            self.disarm()
             super().connection_lost(exc)
 
     return DeadlineH11Protocol

@@ -69,9 +69,18 @@ def classifiers(servables: dict) -> dict:
     return {name: as_function(servables[name]) for name in CLASSIFIERS if name in servables}
 
 
-def read_number(servables: dict, image: bytes) -> dict:
+def image_width(image: bytes) -> int:
+    """The width of an image, from its header (reduce_upload has checked that it opens)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(image), formats=FORMATS) as img:
+        return img.size[0]
+
+
+def read_number(servables: dict, image: bytes, scale: float = 1.0) -> dict:
     """POST /v1/digits:read: a picture of a number, read digit by digit by every classifier
-    (the work is `kerasdl.predict.read_number_by_every_model`, shared with the CLI)."""
+    (the work is `kerasdl.predict.read_number_by_every_model`, shared with the CLI). `scale`:
+    the uploaded image's size over `image`'s (reduce_upload), so boxes are in the upload's pixels."""
     from kerasdl import predict
 
     try:
@@ -80,6 +89,8 @@ def read_number(servables: dict, image: bytes) -> dict:
         raise ApiError(400, str(exc)) from None
     for name, reading in answer["classifiers"].items():
         reading["version"] = str(servables[name].version)
+        for digit in reading["digits"]:
+            digit["box"] = [round(v * scale) for v in digit["box"]]
     answer["missing"] = {name: EXPORT_COMMANDS[name] for name in CLASSIFIERS if name not in servables}
     return answer
 

@@ -183,7 +183,7 @@ function barColumns(probabilities, winner) {
 // reading digit by digit, left to right, each with its ten bars.
 function showNumber(result) {
   const names = CLASSIFIERS.filter((name) => result.classifiers[name]);
-  if (!names.length) { showError("No classifier is exported: train one, then restart the server."); return; }
+  if (!names.length) { showError("No classifier is exported yet: train one (python -m kerasdl.mnist cnn); the running server picks it up within seconds, no restart."); return; }
   const best = result.classifiers[names[names.length - 1]];
   $("number-reading").innerHTML =
     `<p class="answer">${names.map((n) => `${n} reads <strong>${result.classifiers[n].number}</strong>`).join(", ")}</p>` +
