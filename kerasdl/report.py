@@ -119,8 +119,11 @@ def _clock(seconds: float) -> str:
 
 # Seconds per stage of `python -m kerasdl.report --fresh` on a 2-core machine, 2026-11-28 10:35
 # (README): a first full run here estimates its time left from these until it has its own.
-REFERENCE_TIMINGS = {"theory": 63.5, "toy": 95.0, "linear": 14.7, "mlp": 60.2, "cnn": 112.9, "mlp_sgd": 43.8,
-                     "mlp_sigmoid": 59.6, "tuning_lr": 624.6, "tuning_depth": 418.3, "autoencoder": 179.2}
+REFERENCE_TIMINGS = {"theory": 291.5, "toy": 95.0, "linear": 14.7, "mlp": 60.2, "cnn": 112.9, "mlp_sgd": 43.8,
+                     "mlp_sigmoid": 59.6, "tuning_lr": 624.6, "tuning_lr_sgd": 76.6, "tuning_depth": 418.3,
+                     "autoencoder": 179.2}
+# theory (with the shared-parameter experiments) and tuning_lr_sgd: measured alone, 2026-11-29, AMD EPYC,
+# 2 cores, nothing else running; the other stages from the 2026-11-28 full run.
 
 
 def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
