@@ -177,13 +177,19 @@ def main(argv=None) -> int:
     rows = [{"input": label, "digit": int(p.argmax()), "probability": round(float(p.max()), 4),
              "probabilities": [round(float(v), 4) for v in p]}
             for label, p in zip(labels, probs)]
-    if args.json:
-        print(json.dumps(rows))
-    else:
-        width = max(len(r["input"]) for r in rows)
-        for r in rows:
-            print(f"{r['input']:<{width}}  {r['digit']}  {r['probability']:.4f}")
+    show(rows, args.json, lambda r: f"{r['digit']}  {r['probability']:.4f}")
     return 0
+
+
+def show(rows: list[dict], as_json: bool, answer) -> None:
+    """Print `rows` as one JSON list, or a line per input: its name, then `answer(row)`."""
+    if as_json:
+        print(json.dumps(rows))
+        return
+    width = max(len(r["input"]) for r in rows)
+    for r in rows:
+        print(f"{r['input']:<{width}}  {answer(r)}")
+
 
 def read_numbers(args) -> int:
     """`--number`: each image read as a number; every input checked before the model is loaded."""
@@ -196,12 +202,7 @@ def read_numbers(args) -> int:
             raise UsageError(f"{path}: --number takes images (.png, .jpg, .bmp, .gif, .webp), not {path.suffix or '(none)'}")
     classify = classifier(args.saved_model)
     rows = [{"input": str(path), **read_number(path, classify)} for path in args.inputs]
-    if args.json:
-        print(json.dumps(rows))
-    else:
-        width = max(len(r["input"]) for r in rows)
-        for r in rows:
-            print(f"{r['input']:<{width}}  {r['number']}")
+    show(rows, args.json, lambda r: r["number"])
     return 0
 
 
