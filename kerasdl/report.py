@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from kerasdl.errors import UsageError, progress, run_cli, writable_dir
+from kerasdl.errors import UsageError, positive, progress, run_cli, writable_dir
 from kerasdl.summary import write_text
 
 log = logging.getLogger("kerasdl.report")
@@ -127,7 +127,8 @@ REFERENCE_TIMINGS = {"theory": 291.5, "toy": 95.0, "linear": 14.7, "mlp": 60.2, 
 
 
 def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
-               timings_path: Path | None = None, reference: dict | None = None) -> tuple[dict, dict]:
+               timings_path: Path | None = None, reference: dict | None = None,
+               jobs: int = 1, rebuild: dict | None = None) -> tuple[dict, dict]:
     """Run or reuse each stage; a failing stage is recorded and the others still run.
 
     A summary is reused only when it was produced with the stage's config (paths aside): a
@@ -136,11 +137,14 @@ def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
     Progress: a line per stage with the time elapsed and an estimate of the time left, from
     each stage's duration the last time it ran here (kept in `timings_path`), else from
     `reference` (another machine's times, said so in the line).
+
+    With `jobs` > 1 and `rebuild` (the arguments of `stages()` that made `all_stages`), the
+    stages to run go to `jobs` worker processes, longest first (`run_in_workers`).
     """
     reference = reference or {}
     timings = json.loads(timings_path.read_text()) if timings_path and timings_path.exists() else {}
     to_run = {s.name for s in all_stages if fresh or not s.summary.exists()}  # before the config checks
-    results, status, started = {}, {}, time.perf_counter()
+    results, status, started, pending = {}, {}, time.perf_counter(), []
 
     def left_after(i: int) -> str:
         names = [s.name for s in all_stages[i:] if s.name in to_run]
@@ -186,6 +190,12 @@ def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
             to_run.add(stage.name)
         elif reuse_only and not stage.summary.exists():
             raise UsageError(f"stage {stage.name}: no results at {stage.summary}; drop --reuse-only to run it")
+        pending.append((i, stage))
+    if jobs > 1 and rebuild is not None and len(pending) > 1:
+        run_in_workers(pending, len(all_stages), jobs, rebuild, results, status, timings, timings_path, reference)
+        return results, {s.name: status[s.name] for s in all_stages if s.name in status}  # the sections' order
+    for i, stage in pending:
+        prefix = f"[{i}/{len(all_stages)}] {stage.name}"
         last = f"last run took {_clock(timings[stage.name])}" if stage.name in timings else \
             f"about {_clock(reference[stage.name])} on a 2-core reference run" if stage.name in reference else \
             "never timed here"
@@ -195,16 +205,110 @@ def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
         try:
             results[stage.name] = stage.run()
             seconds = time.perf_counter() - start
-            status[stage.name] = f"ran now in {seconds:.0f} s ({describe_config(results[stage.name])})"
-            timings[stage.name] = round(seconds, 1)
-            if timings_path is not None:
-                write_text(timings_path, json.dumps(timings, indent=2))
+            _ran(stage.name, results[stage.name], seconds, status, timings, timings_path)
             log.info("%s: done in %s (%s elapsed, %s)", prefix, _clock(seconds),
                      _clock(time.perf_counter() - started), left_after(i))
         except Exception as exc:  # a stage's failure is reported, not fatal
             status[stage.name] = f"FAILED: {exc.__class__.__name__}: {exc}"
             log.error("%s failed:\n%s", prefix, traceback.format_exc())
     return results, status
+
+
+def _ran(name: str, result: dict, seconds: float, status: dict, timings: dict, timings_path: Path | None) -> None:
+    status[name] = f"ran now in {seconds:.0f} s ({describe_config(result)})"
+    timings[name] = round(seconds, 1)
+    if timings_path is not None:
+        write_text(timings_path, json.dumps(timings, indent=2))
+
+
+def worker_threads(jobs: int) -> int:
+    """TensorFlow threads per worker process: the CPUs this process may use, shared out."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus // jobs)
+
+
+def run_in_workers(pending: list[tuple[int, Stage]], total: int, jobs: int, rebuild: dict, results: dict,
+                   status: dict, timings: dict, timings_path: Path | None, reference: dict) -> None:
+    """Run `pending` stages in `jobs` worker processes at once, longest (by their last timing) first.
+
+    Each worker is a fresh process (spawned, so TensorFlow starts clean) that rebuilds the
+    stage from `rebuild` and runs it with `worker_threads(jobs)` TensorFlow threads. On our
+    2 cores a 784-512-10 MLP epoch took about as long on one thread as on two, while using 1.4
+    cores on two: two one-thread stages side by side do about twice the work of one. A worker's
+    output (Keras' bars, TensorFlow's lines, a traceback) goes to `<runs>/logs/<stage>.log`;
+    a stage that fails or whose worker dies is marked FAILED with its log, and the rest run on.
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    logs = Path(rebuild["root"]) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    guess = {s.name: timings.get(s.name, reference.get(s.name, 0.0)) for _, s in pending}
+    queue = sorted(pending, key=lambda item: -guess[item[1].name])
+    threads, context, running = worker_threads(jobs), multiprocessing.get_context("spawn"), {}
+    started = time.perf_counter()
+
+    def left() -> str:
+        rest = [max(guess[s.name] - (time.perf_counter() - t0 if t0 else 0.0), 0.0) for s, t0 in
+                [(s, None) for _, s in queue] + [(s, t0) for _, s, _, t0 in running.values()]]
+        if not any(rest):
+            return "time left unknown"
+        return f"about {_clock(max(sum(rest) / jobs, max(rest)))} left with {jobs} workers"
+
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                i, stage = queue.pop(0)
+                outcome = logs / f"{stage.name}.result.json"
+                outcome.unlink(missing_ok=True)
+                proc = context.Process(target=_stage_in_worker, name=f"kerasdl-report-{stage.name}",
+                                       args=(rebuild, stage.name, threads, str(logs / f"{stage.name}.log"),
+                                             str(outcome)))
+                proc.start()
+                running[proc.sentinel] = (i, stage, proc, time.perf_counter())
+                log.info("[%d/%d] %s: running in a worker, %d TensorFlow thread%s, output in %s (%s elapsed, %s)",
+                         i, total, stage.name, threads, "" if threads == 1 else "s", logs / f"{stage.name}.log",
+                         _clock(time.perf_counter() - started), left())
+            for sentinel in wait(list(running)):
+                i, stage, proc, t0 = running.pop(sentinel)
+                proc.join()
+                seconds, outcome = time.perf_counter() - t0, logs / f"{stage.name}.result.json"
+                prefix = f"[{i}/{total}] {stage.name}"
+                try:
+                    answer = json.loads(outcome.read_text())
+                except (OSError, ValueError):
+                    answer = {"error": f"its worker exited with code {proc.exitcode} before finishing"}
+                if "result" in answer:
+                    results[stage.name] = answer["result"]
+                    _ran(stage.name, answer["result"], seconds, status, timings, timings_path)
+                    log.info("%s: done in %s (%s elapsed, %s)", prefix, _clock(seconds),
+                             _clock(time.perf_counter() - started), left())
+                else:
+                    status[stage.name] = f"FAILED: {answer['error']} (see {logs / f'{stage.name}.log'})"
+                    log.error("%s failed: %s; its output is in %s", prefix, answer["error"], logs / f"{stage.name}.log")
+    finally:
+        for _, _, proc, _ in running.values():  # interrupted: no worker outlives the report
+            proc.terminate()
+            proc.join()
+
+
+def _stage_in_worker(rebuild: dict, name: str, threads: int, log_path: str, outcome_path: str) -> None:
+    """A worker process: one stage, its output to `log_path`, its result or error to `outcome_path`."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    stage = {s.name: s for s in stages(Path(rebuild["root"]), rebuild["quick"], rebuild["fresh"],
+                                       verbose=rebuild["verbose"])}[name]
+    try:
+        answer = {"result": stage.run()}
+    except Exception as exc:  # reported by the parent, with this log
+        traceback.print_exc()
+        answer = {"error": f"{exc.__class__.__name__}: {exc}"}
+    write_text(Path(outcome_path), json.dumps(answer, default=str))
 
 
 # ---- the document ------------------------------------------------------------------------
@@ -307,9 +411,14 @@ def main(argv=None) -> int:
                    "--runs were produced with another config, or are missing")
     p.add_argument("--runs", type=Path, help="where the sections' results live (default runs/, or runs/quick/)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="where REPORT.md goes (default reports/)")
+    p.add_argument("--jobs", type=positive(int),
+                   help="stages run at once, each in its own process with an equal share of the CPUs (default: 2 "
+                   "where there are 2 or more CPUs, 1 with --quick, whose stages are shorter than a worker's start); "
+                   "with more than 1, each stage's output goes to <runs>/logs/<stage>.log")
     p.add_argument("--quiet", action="store_true",
                    help="no progress lines (stage lines, Keras progress bars) on stderr; stdout keeps the JSON line")
     args = p.parse_args(argv)
+    jobs = args.jobs or (1 if args.quick else min(2, worker_threads(1)))
     root = writable_dir(args.runs or (Path("runs/quick") if args.quick else Path("runs")), "--runs")
     out = writable_dir(args.out, "--out")
     start = time.perf_counter()
@@ -320,9 +429,10 @@ def main(argv=None) -> int:
     # One report per results directory: two would train the same stages into the same run directories.
     with progress(args.quiet), locks.hold(root / ".report.lock", f"results directory {root}",
                                           "pass another --runs, or wait for the other report to finish"):
-        results, status = run_stages(stages(root, args.quick, args.fresh, verbose=0 if args.quiet else 2),
-                                     args.fresh, args.reuse_only, timings_path=root / "report_timings.json",
-                                     reference=None if args.quick else REFERENCE_TIMINGS)
+        rebuild = dict(root=root, quick=args.quick, fresh=args.fresh, verbose=0 if args.quiet else 2)
+        results, status = run_stages(stages(**rebuild), args.fresh, args.reuse_only,
+                                     timings_path=root / "report_timings.json",
+                                     reference=None if args.quick else REFERENCE_TIMINGS, jobs=jobs, rebuild=rebuild)
         report = write_report(results, status, out, args.quick, time.perf_counter() - start)
     failed = [k for k, v in status.items() if v.startswith("FAILED")]
     verdicts = {c.claim: c.verdict for c in claims.evaluate(results, missing=status)}

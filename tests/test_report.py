@@ -85,6 +85,29 @@ def test_a_failing_stage_is_marked_and_the_rest_still_reported(quick_report, tmp
     assert "linear_fails_nonlinear" not in summary["not_evaluated"] and "linear fails nonlinear" in summary["not_evaluated"]
 
 
+def test_stages_run_side_by_side_in_workers_with_the_same_results(quick_report, tmp_path):
+    work, first, _ = quick_report
+    runs = tmp_path / "runs"
+    shutil.copytree(work / "runs", runs)
+    (runs / "linear" / "summary.json").unlink()  # a short stage to run again, the rest reused
+    shutil.rmtree(runs / "toy")
+    (runs / "toy").write_text("not a directory")  # and one that fails inside its worker
+    proc = run_module("kerasdl.report", "--quick", "--jobs", "2", "--runs", runs, "--out", tmp_path / "reports")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    summary = last_json(proc.stdout)
+    assert summary["failed"] == ["toy"]
+    assert "see " in summary["stages"]["toy"] and str(runs / "logs" / "toy.log") in summary["stages"]["toy"]
+    assert "Traceback" in (runs / "logs" / "toy.log").read_text()  # the worker's own output, kept
+    assert list(summary["stages"]) == list(first["stages"])  # listed in the write-up's order, not finishing order
+    assert summary["stages"]["linear"].startswith("ran now"), summary["stages"]["linear"]
+    assert re.search(r"\] linear: running in a worker, \d+ TensorFlow thread", proc.stderr), proc.stderr[-3000:]
+    again = json.loads((runs / "linear" / "summary.json").read_text())
+    before = json.loads((work / "runs" / "linear" / "summary.json").read_text())
+    # one thread instead of two may round differently, never differ in meaning
+    assert again["test_accuracy"] == pytest.approx(before["test_accuracy"], abs=0.01)
+    assert summary["stages"]["cnn"].startswith("reused")
+
+
 def test_a_corrupt_summary_is_rerun_not_fatal(tmp_path):
     from kerasdl import mnist, report
     from kerasdl.summary import config_json

@@ -35,6 +35,24 @@ def test_same_seed_same_history(fake_mnist, tmp_path):
     assert a == b
 
 
+def test_many_steps_per_call_train_the_same_steps_and_the_same_weights(fake_mnist, tmp_path):
+    assert training.execution_steps(430) == 10 and training.execution_steps(29) == 1  # divisors only
+    assert training.execution_steps(48) == 16 and training.execution_steps(28, most=5) == 4
+    split = data.mnist_split("flat", validation_size=100)
+    steps = math.ceil(len(split.x_train) / 25)
+    assert training.execution_steps(steps) > 1, steps  # the slice must give the grouped run something to group
+    runs = {}
+    for per_call in (1, None):  # None: execution_steps(steps), several steps per call
+        cfg = training.FitConfig(epochs=2, batch_size=25, seed=3, verbose=0, tensorboard=False,
+                                 steps_per_execution=per_call)
+        runs[per_call] = training.fit(make_linear, split, tmp_path / str(per_call), cfg)
+    plain, grouped = runs[1], runs[None]
+    assert grouped.model.steps_per_execution == training.execution_steps(steps) > 1
+    assert int(plain.model.optimizer.iterations) == int(grouped.model.optimizer.iterations) == 2 * steps
+    assert training.weights_digest(plain.model) == training.weights_digest(grouped.model)
+    assert plain.history == grouped.history
+
+
 def test_diverging_run_is_flagged_and_stopped(fake_mnist, tmp_path):
     split = data.mnist_split("flat", validation_size=100)
     make = lambda steps_per_epoch: models.compile_classifier(models.mlp(units=32), "sgd", lr=1e6)  # noqa: E731
