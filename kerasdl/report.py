@@ -4,6 +4,8 @@ write reports/REPORT.md, organised like the write-up, with a verdict for every c
     python -m kerasdl.report [--quick] [--fresh] [--out reports]
 
 Every number in the report is read from the sections' summary.json files; none is typed in.
+Its figures are copied beside it (`<out>/figures/`), so `--out docs/results` is a directory
+that can be committed and read on its own; its head names the date, machine, commit and command.
 The claims and their verdict rules live in `kerasdl.claims`; this module runs the stages and
 renders the Markdown.
 """
@@ -14,6 +16,10 @@ import argparse
 import json
 import logging
 import os
+import platform
+import shlex
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -210,10 +216,72 @@ def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
 # ---- the document ------------------------------------------------------------------------
 
 
-def figure(path: str | None, out: Path, caption: str) -> str:
+def figure(path: str | None, out: Path, caption: str, stage: str) -> str:
+    """The figure copied to <out>/figures/<stage>-<name> and linked relative to REPORT.md.
+
+    Copied, not linked into runs/ (git-ignored): the report's directory carries its figures, so a
+    committed `--out docs/results` shows them, and rerunning the report replaces them.
+    """
     if not path or not Path(path).exists():
         return f"*(figure missing: {path})*\n"
-    return f"![{caption}]({os.path.relpath(Path(path).resolve(), out.resolve())})\n"
+    target = out / "figures" / f"{stage}-{Path(path).name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if Path(path).resolve() != target.resolve():
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+    return f"![{caption}]({target.relative_to(out).as_posix()})\n"
+
+
+def provenance(command: str) -> str:
+    """When, where and from which code the numbers below were measured: date, machine, commit, command."""
+    from kerasdl.cards import environment
+
+    env = environment()
+    cpu = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    versions = ", ".join(f"{k} {v}" for k, v in env.items() if k not in ("machine", "exported_at"))
+    return (f"Written {env['exported_at']} on {env['machine']} ({cpu}); {versions}; "
+            f"code at commit {git_commit()}; command `{command}`.\n")
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
+def git_commit() -> str:
+    """The commit of the code that ran (`+ uncommitted changes` when the tree differs), or `unknown`."""
+    here = Path(__file__).resolve().parent.parent
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10)
+
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        if head.returncode != 0:
+            return "unknown (not a git checkout)"
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "kerasdl", "tuning").stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    return head.stdout.strip() + (" + uncommitted changes to kerasdl/ or tuning/" if dirty else "")
+
+
+def serve_command(saved_models: Path) -> str:
+    """The command that serves the report's own exports (they are not in saved_models/, the server's default)."""
+    return f"python -m kerasdl.serve --models {shlex.quote(str(saved_models))}"
+
+
+def serve_section(saved_models: Path) -> str:
+    names = sorted(p.name for p in saved_models.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if saved_models.is_dir() else []
+    listed = ", ".join(f"`{n}`" for n in names) if names else "none yet"
+    return ("\n## The models, on the page\n\n"
+            f"The classifiers and the autoencoder this report trained are exported to `{saved_models}/` "
+            f"({listed}), not to `saved_models/`, where `python -m kerasdl.serve` looks by default. "
+            f"Serve them, and draw on the page it prints, with:\n\n```bash\n{serve_command(saved_models)}\n```\n")
 
 
 def claims_table(claims: list) -> str:
@@ -263,14 +331,17 @@ def _dig(d: dict, keys: tuple):
     return d or None
 
 
-def write_report(results: dict, status: dict, out: Path, quick: bool, seconds: float) -> Path:
+def write_report(results: dict, status: dict, out: Path, quick: bool, seconds: float,
+                 command: str | None = None, saved_models: Path | None = None) -> Path:
     from kerasdl import claims
 
     r = results
+    command = command or f"python -m kerasdl.report{' --quick' if quick else ''}"
     parts = ["# kerasdl report: the write-up, measured\n",
-             f"Generated by `python -m kerasdl.report{' --quick' if quick else ''}` in {seconds:.0f} s. "
+             f"Generated by `{command}` in {seconds:.0f} s. "
              + ("**Quick mode: tiny budgets, numbers are not the write-up's.** " if quick else "")
              + "Every number below is read from the sections' summary.json files.\n",
+             provenance(command),
              "## Stages\n", "| stage | ran now or reused, and with which config |\n|---|---|\n"
              + "".join(f"| {name} | {state} |\n" for name, state in status.items())]
     rendered = tables(r)
@@ -284,9 +355,11 @@ def write_report(results: dict, status: dict, out: Path, quick: bool, seconds: f
                 parts.append(claims_table(judged))
             continue
         parts.append(claims_table(judged))
-        parts += [figure(_dig(r.get(stage, {}), keys), out, caption) for stage, keys, caption in figures]
+        parts += [figure(_dig(r.get(stage, {}), keys), out, caption, stage) for stage, keys, caption in figures]
         if number in rendered:
             parts.append("\n" + rendered[number])
+    if saved_models is not None:
+        parts.append(serve_section(saved_models))
     report = out / "REPORT.md"
     fd, tmp = tempfile.mkstemp(prefix=".REPORT.md.tmp-", dir=out)  # its own file: reports into one --out never mix
     with os.fdopen(fd, "w") as f:
@@ -295,7 +368,7 @@ def write_report(results: dict, status: dict, out: Path, quick: bool, seconds: f
     return report
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kerasdl.report",
                                 description="Run every section (reusing results in runs/) and write reports/REPORT.md "
                                 "with each claim of the write-up, its measured evidence and a verdict.")
@@ -306,10 +379,16 @@ def main(argv=None) -> int:
                    help="never run a stage: stop with the stage and config keys that differ when results in "
                    "--runs were produced with another config, or are missing")
     p.add_argument("--runs", type=Path, help="where the sections' results live (default runs/, or runs/quick/)")
-    p.add_argument("--out", type=Path, default=Path("reports"), help="where REPORT.md goes (default reports/)")
+    p.add_argument("--out", type=Path, default=Path("reports"),
+                   help="where REPORT.md and its figures/ go (default reports/; docs/results is the committed copy)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress lines (stage lines, Keras progress bars) on stderr; stdout keeps the JSON line")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    args = parser().parse_args(argv)
     root = writable_dir(args.runs or (Path("runs/quick") if args.quick else Path("runs")), "--runs")
     out = writable_dir(args.out, "--out")
     start = time.perf_counter()
@@ -323,11 +402,17 @@ def main(argv=None) -> int:
         results, status = run_stages(stages(root, args.quick, args.fresh, verbose=0 if args.quiet else 2),
                                      args.fresh, args.reuse_only, timings_path=root / "report_timings.json",
                                      reference=None if args.quick else REFERENCE_TIMINGS)
-        report = write_report(results, status, out, args.quick, time.perf_counter() - start)
+        saved_models = root / "saved_models"
+        report = write_report(results, status, out, args.quick, time.perf_counter() - start,
+                              command=shlex.join(["python", "-m", "kerasdl.report", *argv]), saved_models=saved_models)
+        # the way from the write-up to the page: its models are not where the server looks by default
+        log.info("wrote %s; its models are in %s/: serve them with  %s", report, saved_models,
+                 serve_command(saved_models))
     failed = [k for k, v in status.items() if v.startswith("FAILED")]
     verdicts = {c.claim: c.verdict for c in claims.evaluate(results, missing=status)}
     not_evaluated = [k for k, v in verdicts.items() if v == claims.NOT_EVALUATED]
-    print(json.dumps({"report": str(report), "stages": status, "failed": failed, "not_evaluated": not_evaluated}))
+    print(json.dumps({"report": str(report), "stages": status, "failed": failed, "not_evaluated": not_evaluated,
+                      "saved_models": str(saved_models), "serve": serve_command(saved_models)}))
     return 1 if failed else 0
 
 
