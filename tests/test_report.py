@@ -174,7 +174,8 @@ def test_report_carries_its_figures_provenance_and_the_serve_command(tmp_path):
     for name in ("linear", "mlp", "cnn"):  # three figures with the same file name, history.png
         (runs / name).mkdir(parents=True)
         (runs / name / "history.png").write_bytes(name.encode())
-        results[name] = {"history_plot": str(runs / name / "history.png")}
+        results[name] = {"history_plot": str(runs / name / "history.png"), "test_accuracy": 0.99487, "epochs": 9,
+                         "train_seconds": 120.2}
     (runs / "saved_models" / "cnn" / "1").mkdir(parents=True)
     out.mkdir(parents=True)
     path = report.write_report(results, {k: "ran now" for k in results}, out, quick=False, seconds=1.0,
@@ -187,3 +188,4 @@ def test_report_carries_its_figures_provenance_and_the_serve_command(tmp_path):
     assert "command `python -m kerasdl.report --out docs/results`" in text and "code at commit " in text
     assert re.search(r"Written \d{4}-\d\d-\d\dT", text) and " cores, " in text
     assert f"python -m kerasdl.serve --models {runs / 'saved_models'}\n" in text and "(`cnn`)" in text
+    assert "## Headline results" in text and "| cnn: test accuracy | 99.49% after 9 epochs, 120 s of training |" in text
