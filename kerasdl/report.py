@@ -124,7 +124,7 @@ def _clock(seconds: float) -> str:
 
 
 # Seconds per stage of `python -m kerasdl.report --fresh` on a 2-core machine, 2026-11-28 10:35
-# (README): a first full run here estimates its time left from these until it has its own.
+# (docs/report.md): a first full run here estimates its time left from these until it has its own.
 REFERENCE_TIMINGS = {"theory": 291.5, "toy": 95.0, "linear": 14.7, "mlp": 60.2, "cnn": 112.9, "mlp_sgd": 43.8,
                      "mlp_sigmoid": 59.6, "tuning_lr": 624.6, "tuning_lr_sgd": 76.6, "tuning_depth": 418.3,
                      "autoencoder": 179.2}
@@ -326,7 +326,7 @@ SECTIONS = [  # (number, title, stages it reads, figures: (stage, keys into its 
 
 
 def headline(r: dict, judged: list) -> str:
-    """The few numbers a newcomer asks for first (the README links here instead of copying them)."""
+    """The few numbers a newcomer asks for first (the README links here instead of copying them by hand)."""
     rows = ["| result | measured |", "|---|---|"]
     for name in ("linear", "mlp", "cnn"):
         if isinstance(r.get(name), dict) and "test_accuracy" in r[name]:
