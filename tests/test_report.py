@@ -180,12 +180,13 @@ def test_report_carries_its_figures_provenance_and_the_serve_command(tmp_path):
     out.mkdir(parents=True)
     path = report.write_report(results, {k: "ran now" for k in results}, out, quick=False, seconds=1.0,
                                command="python -m kerasdl.report --out docs/results",
-                               saved_models=runs / "saved_models")
+                               saved_models=runs / "saved_models", commit="0123abcd (read at the start)")
     text = path.read_text()
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert images == ["figures/linear-history.png", "figures/mlp-history.png", "figures/cnn-history.png"]
     assert [(out / rel).read_bytes() for rel in images] == [b"linear", b"mlp", b"cnn"]
-    assert "command `python -m kerasdl.report --out docs/results`" in text and "code at commit " in text
+    assert "command `python -m kerasdl.report --out docs/results`" in text
+    assert "code at commit 0123abcd (read at the start);" in text
     assert re.search(r"Written \d{4}-\d\d-\d\dT", text) and " cores, " in text
     assert f"python -m kerasdl.serve --models {runs / 'saved_models'}\n" in text and "(`cnn`)" in text
     assert "## Headline results" in text and "| cnn: test accuracy | 99.49% after 9 epochs, 120 s of training |" in text
