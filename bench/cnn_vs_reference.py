@@ -115,13 +115,17 @@ def markdown(rows: list[dict], ratio: dict, when: str, machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python bench/cnn_vs_reference.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="1 epoch on 2,000 images each (a smoke test, not a benchmark)")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="where the JSON and table go (default runs/bench)")
     p.add_argument("--precision", choices=PRECISIONS, default="float32",
                    help="Keras dtype policy of our cnn (default float32); the reference stays float32, as published")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     out = writable_dir(args.out, "--out")
     epochs_ref, epochs_ours, limit = (1, 1, 2000) if args.quick else (15, None, None)
 

@@ -23,12 +23,16 @@ from browser import draw, start_chromium, strokes_for, wait_for_reading  # noqa:
 from conftest import ServerProcess  # noqa: E402
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python bench/page_screenshot.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, default=ROOT / "saved_models", help="exports to serve (default saved_models)")
     p.add_argument("--digit", type=int, default=0, help="index of the MNIST test digit to draw (default 0, a 7)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "figures" / "page.png", help="where the PNG goes")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     from kerasdl import data
 
     (_, _), (x_test, y_test) = data.load_mnist()

@@ -28,7 +28,7 @@ from kerasdl.errors import positive, run_cli, writable_dir  # noqa: E402
 from kerasdl.summary import write_text  # noqa: E402
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python bench/precision.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", choices=["linear", "mlp", "cnn"], default=["mlp", "cnn"],
                    help="classifiers to train, each with its defaults (default: mlp cnn)")
@@ -43,7 +43,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=positive(int), default=1, help="run the whole round N times, interleaved (default 1)")
     p.add_argument("--out", type=Path, default=Path("runs/bench"),
                    help="where precision.json, precision.md and the runs go (default runs/bench)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     out = writable_dir(args.out, "--out")
     from kerasdl import training  # TensorFlow: after the arguments, so --help and usage errors stay quick and quiet
 

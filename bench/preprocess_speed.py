@@ -84,11 +84,15 @@ def size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python bench/preprocess_speed.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=positive(int), default=15, help="timed calls (default 15; the median is reported)")
     p.add_argument("--size", type=size, default=(4032, 3024), help="photo size WIDTHxHEIGHT (default 4032x3024, 12.2 MP)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     try:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     except (AttributeError, OSError):

@@ -269,8 +269,8 @@ async def load(url: str, model: str, clients: int, requests: int, seconds: float
     return result
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python bench/serve_load.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, default=ROOT / "saved_models",
                    help="exports to serve (must hold the --model); ignored with --url (default: saved_models)")
     p.add_argument("--url", help="a running server, e.g. http://127.0.0.1:8501 (default: start one on a free port)")
@@ -290,7 +290,11 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds one request may take (default: 30)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve_load.json",
                    help="where the JSON result goes (default: bench/results/serve_load.json)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     if args.url and urlparse(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit(f"--url {args.url}: this load test only targets this machine (127.0.0.1 or localhost)")
     if args.switch and args.seconds is None:

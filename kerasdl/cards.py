@@ -17,7 +17,7 @@ RECIPES = {
     "linear": "The write-up's softmax regression with its defaults (Adam 1e-3, 10 epochs); nothing tuned.",
     "mlp": "The write-up's minimal-depth ReLU MLP (one hidden layer of 512, Adam 1e-3, 20 epochs); nothing tuned.",
     "cnn": "Shift augmentation, Dense 256, dropout 0.25, 9 epochs, Adam 2e-3 with cosine decay: picked from 4 "
-           "runs (seed 0) looking at validation and also test accuracy (README, Benchmark), so its test "
+           "runs (seed 0) looking at validation and also test accuracy (docs/performance.md, Benchmark), so its test "
            "accuracy is partly a tuned number, not a clean held-out estimate.",
 }
 

@@ -97,7 +97,7 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
     if cfg.distribute == "multiworker":
         if not os.environ.get("TF_CONFIG"):
             raise UsageError("--distribute multiworker needs TF_CONFIG describing the cluster and this task "
-                             "(README, 'More than one device or machine')")
+                             "(docs/distribution.md)")
         from kerasdl.training import worker_task
 
         kind, index, chief = worker_task()

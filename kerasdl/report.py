@@ -4,6 +4,8 @@ write reports/REPORT.md, organised like the write-up, with a verdict for every c
     python -m kerasdl.report [--quick] [--fresh] [--out reports]
 
 Every number in the report is read from the sections' summary.json files; none is typed in.
+Its figures are copied beside it (`<out>/figures/`), so `--out docs/results` is a directory
+that can be committed and read on its own; its head names the date, machine, commit and command.
 The claims and their verdict rules live in `kerasdl.claims`; this module runs the stages and
 renders the Markdown.
 """
@@ -14,6 +16,10 @@ import argparse
 import json
 import logging
 import os
+import platform
+import shlex
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -118,7 +124,7 @@ def _clock(seconds: float) -> str:
 
 
 # Seconds per stage of `python -m kerasdl.report --fresh` on a 2-core machine, 2026-11-28 10:35
-# (README): a first full run here estimates its time left from these until it has its own.
+# (docs/report.md): a first full run here estimates its time left from these until it has its own.
 REFERENCE_TIMINGS = {"theory": 291.5, "toy": 95.0, "linear": 14.7, "mlp": 60.2, "cnn": 112.9, "mlp_sgd": 43.8,
                      "mlp_sigmoid": 59.6, "tuning_lr": 624.6, "tuning_lr_sgd": 76.6, "tuning_depth": 418.3,
                      "autoencoder": 179.2}
@@ -314,10 +320,73 @@ def _stage_in_worker(rebuild: dict, name: str, threads: int, log_path: str, outc
 # ---- the document ------------------------------------------------------------------------
 
 
-def figure(path: str | None, out: Path, caption: str) -> str:
+def figure(path: str | None, out: Path, caption: str, stage: str) -> str:
+    """The figure copied to <out>/figures/<stage>-<name> and linked relative to REPORT.md.
+
+    Copied, not linked into runs/ (git-ignored): the report's directory carries its figures, so a
+    committed `--out docs/results` shows them, and rerunning the report replaces them.
+    """
     if not path or not Path(path).exists():
         return f"*(figure missing: {path})*\n"
-    return f"![{caption}]({os.path.relpath(Path(path).resolve(), out.resolve())})\n"
+    target = out / "figures" / f"{stage}-{Path(path).name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if Path(path).resolve() != target.resolve():
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+    return f"![{caption}]({target.relative_to(out).as_posix()})\n"
+
+
+def provenance(command: str, commit: str | None = None) -> str:
+    """When, where and from which code the numbers below were measured: date, machine, commit, command.
+    `commit` is read when the run starts (a commit made while it runs is not the code that ran)."""
+    from kerasdl.cards import environment
+
+    env = environment()
+    cpu = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    versions = ", ".join(f"{k} {v}" for k, v in env.items() if k not in ("machine", "exported_at"))
+    return (f"Written {env['exported_at']} on {env['machine']} ({cpu}); {versions}; "
+            f"code at commit {commit or git_commit()}; command `{command}`.\n")
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
+def git_commit() -> str:
+    """The commit of the code that ran (`+ uncommitted changes` when the tree differs), or `unknown`."""
+    here = Path(__file__).resolve().parent.parent
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10)
+
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        if head.returncode != 0:
+            return "unknown (not a git checkout)"
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "kerasdl", "tuning").stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    return head.stdout.strip() + (" + uncommitted changes to kerasdl/ or tuning/" if dirty else "")
+
+
+def serve_command(saved_models: Path) -> str:
+    """The command that serves the report's own exports (they are not in saved_models/, the server's default)."""
+    return f"python -m kerasdl.serve --models {shlex.quote(str(saved_models))}"
+
+
+def serve_section(saved_models: Path) -> str:
+    names = sorted(p.name for p in saved_models.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if saved_models.is_dir() else []
+    listed = ", ".join(f"`{n}`" for n in names) if names else "none yet"
+    return ("\n## The models, on the page\n\n"
+            f"The classifiers and the autoencoder this report trained are exported to `{saved_models}/` "
+            f"({listed}), not to `saved_models/`, where `python -m kerasdl.serve` looks by default. "
+            f"Serve them, and draw on the page it prints, with:\n\n```bash\n{serve_command(saved_models)}\n```\n")
 
 
 def claims_table(claims: list) -> str:
@@ -361,20 +430,46 @@ SECTIONS = [  # (number, title, stages it reads, figures: (stage, keys into its 
 ]
 
 
+def headline(r: dict, judged: list) -> str:
+    """The few numbers a newcomer asks for first (the README links here instead of copying them by hand)."""
+    rows = ["| result | measured |", "|---|---|"]
+    for name in ("linear", "mlp", "cnn"):
+        if isinstance(r.get(name), dict) and "test_accuracy" in r[name]:
+            s = r[name]
+            epochs = s.get("epochs", "?")
+            rows.append(f"| {name}: test accuracy | {100 * s['test_accuracy']:.2f}% after {epochs} epoch"
+                        f"{'' if epochs == 1 else 's'}, "
+                        f"{s.get('train_seconds', 0):.0f} s of training |")
+    methods = (r.get("autoencoder") or {}).get("methods") or {}
+    if "deep" in methods and "pca" in methods:
+        deep, pca = methods["deep"], methods["pca"]
+        rows.append(f"| deep autoencoder vs PCA(2): test reconstruction MSE, 5-NN accuracy of the 2-D codes | "
+                    f"{deep['reconstruction_mse']:.4f} vs {pca['reconstruction_mse']:.4f}, "
+                    f"{deep['knn_accuracy']:.3f} vs {pca['knn_accuracy']:.3f} |")
+    order = ["holds", "partly", "does not hold"]  # then any other verdict (not evaluated), as found
+    verdicts = order + [v for v in dict.fromkeys(c.verdict for c in judged) if v not in order]
+    tally = [(v, sum(c.verdict == v for c in judged)) for v in verdicts]
+    rows.append(f"| the write-up's {len(judged)} claims | " + ", ".join(f"{v}: {n}" for v, n in tally if n) + " |")
+    return "\n## Headline results\n\n" + "\n".join(rows) + "\n"
+
+
 def _dig(d: dict, keys: tuple):
     for k in keys:
         d = d.get(k, {}) if isinstance(d, dict) else {}
     return d or None
 
 
-def write_report(results: dict, status: dict, out: Path, quick: bool, seconds: float) -> Path:
+def write_report(results: dict, status: dict, out: Path, quick: bool, seconds: float,
+                 command: str | None = None, saved_models: Path | None = None, commit: str | None = None) -> Path:
     from kerasdl import claims
 
     r = results
+    command = command or f"python -m kerasdl.report{' --quick' if quick else ''}"
     parts = ["# kerasdl report: the write-up, measured\n",
-             f"Generated by `python -m kerasdl.report{' --quick' if quick else ''}` in {seconds:.0f} s. "
+             f"Generated by `{command}` in {seconds:.0f} s. "
              + ("**Quick mode: tiny budgets, numbers are not the write-up's.** " if quick else "")
              + "Every number below is read from the sections' summary.json files.\n",
+             provenance(command, commit), headline(r, claims.evaluate(r, missing=status)),
              "## Stages\n", "| stage | ran now or reused, and with which config |\n|---|---|\n"
              + "".join(f"| {name} | {state} |\n" for name, state in status.items())]
     rendered = tables(r)
@@ -388,9 +483,11 @@ def write_report(results: dict, status: dict, out: Path, quick: bool, seconds: f
                 parts.append(claims_table(judged))
             continue
         parts.append(claims_table(judged))
-        parts += [figure(_dig(r.get(stage, {}), keys), out, caption) for stage, keys, caption in figures]
+        parts += [figure(_dig(r.get(stage, {}), keys), out, caption, stage) for stage, keys, caption in figures]
         if number in rendered:
             parts.append("\n" + rendered[number])
+    if saved_models is not None:
+        parts.append(serve_section(saved_models))
     report = out / "REPORT.md"
     fd, tmp = tempfile.mkstemp(prefix=".REPORT.md.tmp-", dir=out)  # its own file: reports into one --out never mix
     with os.fdopen(fd, "w") as f:
@@ -399,7 +496,7 @@ def write_report(results: dict, status: dict, out: Path, quick: bool, seconds: f
     return report
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kerasdl.report",
                                 description="Run every section (reusing results in runs/) and write reports/REPORT.md "
                                 "with each claim of the write-up, its measured evidence and a verdict.")
@@ -410,15 +507,22 @@ def main(argv=None) -> int:
                    help="never run a stage: stop with the stage and config keys that differ when results in "
                    "--runs were produced with another config, or are missing")
     p.add_argument("--runs", type=Path, help="where the sections' results live (default runs/, or runs/quick/)")
-    p.add_argument("--out", type=Path, default=Path("reports"), help="where REPORT.md goes (default reports/)")
+    p.add_argument("--out", type=Path, default=Path("reports"),
+                   help="where REPORT.md and its figures/ go (default reports/; docs/results is the committed copy)")
     p.add_argument("--jobs", type=positive(int),
                    help="stages run at once, each in its own process with an equal share of the CPUs (default: 2 "
                    "where there are 2 or more CPUs, 1 with --quick, whose stages are shorter than a worker's start); "
                    "with more than 1, each stage's output goes to <runs>/logs/<stage>.log")
     p.add_argument("--quiet", action="store_true",
                    help="no progress lines (stage lines, Keras progress bars) on stderr; stdout keeps the JSON line")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    args = parser().parse_args(argv)
     jobs = args.jobs or (1 if args.quick else min(2, worker_threads(1)))
+    commit = git_commit()
     root = writable_dir(args.runs or (Path("runs/quick") if args.quick else Path("runs")), "--runs")
     out = writable_dir(args.out, "--out")
     start = time.perf_counter()
@@ -433,11 +537,18 @@ def main(argv=None) -> int:
         results, status = run_stages(stages(**rebuild), args.fresh, args.reuse_only,
                                      timings_path=root / "report_timings.json",
                                      reference=None if args.quick else REFERENCE_TIMINGS, jobs=jobs, rebuild=rebuild)
-        report = write_report(results, status, out, args.quick, time.perf_counter() - start)
+        saved_models = root / "saved_models"
+        report = write_report(results, status, out, args.quick, time.perf_counter() - start,
+                              command=shlex.join(["python", "-m", "kerasdl.report", *argv]), saved_models=saved_models,
+                              commit=commit)
+        # the way from the write-up to the page: its models are not where the server looks by default
+        log.info("wrote %s; its models are in %s/: serve them with  %s", report, saved_models,
+                 serve_command(saved_models))
     failed = [k for k, v in status.items() if v.startswith("FAILED")]
     verdicts = {c.claim: c.verdict for c in claims.evaluate(results, missing=status)}
     not_evaluated = [k for k, v in verdicts.items() if v == claims.NOT_EVALUATED]
-    print(json.dumps({"report": str(report), "stages": status, "failed": failed, "not_evaluated": not_evaluated}))
+    print(json.dumps({"report": str(report), "stages": status, "failed": failed, "not_evaluated": not_evaluated,
+                      "saved_models": str(saved_models), "serve": serve_command(saved_models)}))
     return 1 if failed else 0
 
 

@@ -34,8 +34,10 @@ def test_quick_report_has_every_section_figure_and_verdict(quick_report):
     assert summary["not_evaluated"] == []
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(images) >= 10
-    for rel in images:
-        assert (work / "reports" / rel).is_file(), rel
+    for rel in images:  # copied beside the report, so --out docs/results is self-contained
+        assert rel.startswith("figures/") and (work / "reports" / rel).is_file(), rel
+    assert summary["serve"] == f"python -m kerasdl.serve --models {work / 'runs' / 'saved_models'}"
+    assert summary["serve"] in text and (work / "runs" / "saved_models" / "cnn").is_dir()
     verdicts = re.findall(r"\| \*\*([^*]+)\*\* \|$", text, flags=re.M)
     assert len(verdicts) >= 15
     assert set(verdicts) <= {"holds", "partly", "does not hold"}
@@ -183,3 +185,31 @@ def test_a_summary_from_another_config_is_rerun_not_reused(tmp_path):
     path.write_text(json.dumps({**full, "config": {**full["config"], "run_dir": "runs/cnn", "export_dir": "x"}}))
     results, status = report.run_stages([stage], fresh=False)
     assert ran == ["cnn"] and status["cnn"].startswith("reused ") and "epochs=9" in status["cnn"]
+
+
+def test_report_carries_its_figures_provenance_and_the_serve_command(tmp_path):
+    """REPORT.md links copies of its figures under <out>/figures/ (runs/ is git-ignored), says when,
+    where and from which commit and command its numbers came, and how to serve the models it trained."""
+    from kerasdl import report
+
+    runs, out = tmp_path / "runs", tmp_path / "docs" / "results"
+    results = {}
+    for name in ("linear", "mlp", "cnn"):  # three figures with the same file name, history.png
+        (runs / name).mkdir(parents=True)
+        (runs / name / "history.png").write_bytes(name.encode())
+        results[name] = {"history_plot": str(runs / name / "history.png"), "test_accuracy": 0.99487, "epochs": 9,
+                         "train_seconds": 120.2}
+    (runs / "saved_models" / "cnn" / "1").mkdir(parents=True)
+    out.mkdir(parents=True)
+    path = report.write_report(results, {k: "ran now" for k in results}, out, quick=False, seconds=1.0,
+                               command="python -m kerasdl.report --out docs/results",
+                               saved_models=runs / "saved_models", commit="0123abcd (read at the start)")
+    text = path.read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert images == ["figures/linear-history.png", "figures/mlp-history.png", "figures/cnn-history.png"]
+    assert [(out / rel).read_bytes() for rel in images] == [b"linear", b"mlp", b"cnn"]
+    assert "command `python -m kerasdl.report --out docs/results`" in text
+    assert "code at commit 0123abcd (read at the start);" in text
+    assert re.search(r"Written \d{4}-\d\d-\d\dT", text) and " cores, " in text
+    assert f"python -m kerasdl.serve --models {runs / 'saved_models'}\n" in text and "(`cnn`)" in text
+    assert "## Headline results" in text and "| cnn: test accuracy | 99.49% after 9 epochs, 120 s of training |" in text

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -357,6 +358,23 @@ def test_a_directory_without_models_still_serves_and_says_so(tmp_path):
     finally:
         server.stop()
     assert "no exported models" in server.output()
+
+
+def test_an_empty_models_directory_points_at_the_reports_exports(tmp_path, monkeypatch):
+    """After `python -m kerasdl.report` the models are in runs/saved_models/, not saved_models/: the
+    server's warning names them and the exact command that serves them (checked without TensorFlow)."""
+    from kerasdl.serve.app import no_models_line
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "saved_models").mkdir()
+    assert no_models_line(Path("saved_models")) == "no exported models in saved_models: the page will say how to export them"
+    (tmp_path / "runs" / "saved_models" / "cnn" / "1").mkdir(parents=True)
+    assert "python -m kerasdl.serve" not in no_models_line(Path("saved_models"))  # a version without a SavedModel
+    (tmp_path / "runs" / "saved_models" / "cnn" / "1" / "saved_model.pb").write_bytes(b"")
+    assert no_models_line(Path("saved_models")) == (
+        "no exported models in saved_models; the report's models (cnn) are in runs/saved_models: "
+        "serve them with  python -m kerasdl.serve --models runs/saved_models")
+    assert "report's models" not in no_models_line(Path("runs/saved_models"))  # never points at itself
 
 
 def test_serve_help_and_bad_flags():

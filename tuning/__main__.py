@@ -20,7 +20,7 @@ def parser() -> argparse.ArgumentParser:
         description="Grid searches over the MNIST MLP with Keras Tuner: 'lr' (learning rate) or 'depth' "
         "(hidden layers). Objective: validation accuracy; test curves are recorded, never tuned on. "
         "Interrupted searches resume from Keras Tuner's state; set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP "
-        "and KERASTUNER_ORACLE_PORT to run one chief and many workers (README).",
+        "and KERASTUNER_ORACLE_PORT to run one chief and many workers (docs/distribution.md).",
     )
     p.add_argument("kind", choices=["lr", "depth"], help="lr: learning rates at fixed depth; depth: 1..4 hidden "
                    "layers at a fixed rate")

@@ -350,6 +350,29 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+REPORT_EXPORTS = (Path("runs/saved_models"), Path("runs/quick/saved_models"))
+"""Where `python -m kerasdl.report` (and `--quick`) exports its models: `<--runs>/saved_models`."""
+
+
+def exported_names(directory: Path) -> list[str]:
+    """Names under `directory` with at least one version holding a SavedModel (no TensorFlow needed)."""
+    if not directory.is_dir():
+        return []
+    return sorted(model.name for model in directory.iterdir() if model.is_dir() and
+                  any(v.name.isdigit() and (v / "saved_model.pb").is_file() for v in model.iterdir()))
+
+
+def no_models_line(models: Path) -> str:
+    """The warning when `models` holds no export: names the report's exports and the command that serves
+    them when there are some, since a newcomer who ran the write-up has its models there, not in saved_models/."""
+    for other in REPORT_EXPORTS:
+        names = exported_names(other)
+        if names and other.resolve() != models.resolve():
+            return (f"no exported models in {models}; the report's models ({', '.join(names)}) are in {other}: "
+                    f"serve them with  python -m kerasdl.serve --models {other}")
+    return f"no exported models in {models}: the page will say how to export them"
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.max_queue < 0:
@@ -369,7 +392,7 @@ def main(argv=None) -> int:
     names = ", ".join(f"{s.name} (version {s.version})" for s in servables.values()) or "none"
     log.info("models from %s: %s", args.models, names)
     if not servables:
-        log.warning("no exported models in %s: the page will say how to export them", args.models)
+        log.warning("%s", no_models_line(args.models))
     host = f"[{args.host}]" if ":" in args.host else args.host
     log.info("serving on http://%s:%d/  (REST: /v1/models/<name>:predict)", host, sock.getsockname()[1])
     options = Options(max_body=args.max_body, max_rows=args.max_rows, max_output_values=args.max_output_values,
