@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from kerasdl import PRECISIONS
-from kerasdl.summary import config_json, write as write_summary, write_text
+from kerasdl.atomic import write_text
+from kerasdl.summary import config_json, write as write_summary
 from kerasdl.errors import positive, progress, run_cli, writable_dir
 from kerasdl import locks
 
@@ -42,7 +43,7 @@ class AutoencoderConfig:
     validation_size: float | None = None
     seed: int = 0
     neighbours: int = 5
-    precision: str = "float32"  # Keras dtype policy (training.precision_policy)
+    precision: str = "float32"  # Keras dtype policy (devices.precision_policy)
     restart: bool = False  # discard a backup in run_dir/<arch>/backup instead of resuming from it
     run_dir: Path = field(default_factory=lambda: Path("runs/autoencoder"))
     export_dir: Path = field(default_factory=lambda: Path("saved_models"))
@@ -83,7 +84,7 @@ def run(cfg: AutoencoderConfig, verbose="auto") -> dict:
     """Section 2.6 end to end; `verbose` is Keras' (a progress bar per epoch, or 0)."""
     from sklearn.decomposition import PCA
 
-    from kerasdl import artifacts, data, plots, training
+    from kerasdl import artifacts, data, plots, resume, training
 
     run_dir = writable_dir(cfg.run_dir, "--run-dir")
     export_dir = writable_dir(cfg.export_dir, "--export-dir")
@@ -150,7 +151,7 @@ def run(cfg: AutoencoderConfig, verbose="auto") -> dict:
     }
     write_summary(run_dir, summary)
     for arch in cfg.archs:  # the results are on disk: a rerun is a new run
-        training.discard_backup(cfg.run_dir / arch)
+        resume.discard_backup(cfg.run_dir / arch)
     return summary
 
 

@@ -98,7 +98,7 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
         if not os.environ.get("TF_CONFIG"):
             raise UsageError("--distribute multiworker needs TF_CONFIG describing the cluster and this task "
                              "(README, 'More than one device or machine')")
-        from kerasdl.training import worker_task
+        from kerasdl.devices import worker_task
 
         kind, index, chief = worker_task()
         if not chief:  # other workers keep their own history and backup; only the chief exports
@@ -123,7 +123,7 @@ def train(cfg: MnistConfig, verbose="auto") -> dict:
 
 
 def _train_locked(cfg: MnistConfig, split, run_dir: Path, export_dir: Path, chief: bool, verbose) -> dict:
-    from kerasdl import artifacts, cards, data, faults, training
+    from kerasdl import artifacts, cards, data, faults, resume, training
 
     fit_cfg = training.FitConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, restart=cfg.restart, keep_backup=True,
@@ -175,7 +175,7 @@ def _train_locked(cfg: MnistConfig, split, run_dir: Path, export_dir: Path, chie
         "config": config_json(cfg),
     }
     write_summary(run_dir, summary)
-    training.discard_backup(run_dir)  # the results are on disk: a rerun is a new run
+    resume.discard_backup(run_dir)  # the results are on disk: a rerun is a new run
     return summary
 
 

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from kerasdl.errors import UsageError, progress, run_cli, writable_dir
-from kerasdl.summary import write_text
+from kerasdl.atomic import write_text
 
 log = logging.getLogger("kerasdl.report")
 
@@ -288,11 +287,7 @@ def write_report(results: dict, status: dict, out: Path, quick: bool, seconds: f
         if number in rendered:
             parts.append("\n" + rendered[number])
     report = out / "REPORT.md"
-    fd, tmp = tempfile.mkstemp(prefix=".REPORT.md.tmp-", dir=out)  # its own file: reports into one --out never mix
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(parts))
-    os.replace(tmp, report)
-    return report
+    return write_text(report, "\n".join(parts))  # a temporary file per process: reports into one --out never mix
 
 
 def main(argv=None) -> int:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasdl.summary import config_json, write as write_summary, write_text
+from kerasdl.atomic import write_text
+from kerasdl.summary import config_json, write as write_summary
 from kerasdl.errors import non_negative_float, positive, progress, run_cli, writable_dir
 from kerasdl import locks
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from kerasdl import artifacts, data, models, training
-from kerasdl.summary import config_json, write as write_summary, write_text
+from kerasdl import artifacts, data, devices, models, training
+from kerasdl.atomic import write_text
+from kerasdl.summary import config_json, write as write_summary
 
 log = logging.getLogger("tuning")
 
@@ -43,7 +44,7 @@ class SearchConfig:
     limit: int | None = None
     validation_size: float | None = None
     seed: int = 0
-    precision: str = "float32"  # Keras dtype policy of every trial (training.precision_policy)
+    precision: str = "float32"  # Keras dtype policy of every trial (devices.precision_policy)
     prune: bool = True  # stop a trial whose validation accuracy stays at chance (StopAtChance)
     overwrite: bool = False
     run_root: Path = field(default_factory=lambda: Path("runs/tuning"))
@@ -103,7 +104,7 @@ class MLPHyperModel(kt.HyperModel):
         # Keras Tuner builds before it fits: seed here so a trial's initial weights depend on
         # its seed alone, not on which trials this process ran before it.
         training.seed_everything(cfg.seed)
-        with training.precision_policy(cfg.precision):  # Keras Tuner builds here, before fit
+        with devices.precision_policy(cfg.precision):  # Keras Tuner builds here, before fit
             model = models.mlp(hidden_layers=depth, units=cfg.units, activation=cfg.activation)
             return models.compile_classifier(model, cfg.optimizer, lr, cfg.momentum)
 
