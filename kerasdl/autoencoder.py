@@ -12,9 +12,7 @@ and prints the summary as one JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import numpy as np
 from kerasdl import PRECISIONS
 from kerasdl.atomic import write_text
 from kerasdl.summary import config_json, write as write_summary
-from kerasdl.errors import positive, progress, run_cli, writable_dir
+from kerasdl.errors import entry_point, positive, print_summary, writable_dir
 from kerasdl import locks
 
 log = logging.getLogger("kerasdl.autoencoder")
@@ -193,16 +191,10 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     quiet = vars(args).pop("quiet")
     cfg = AutoencoderConfig(**{**vars(args), "archs": tuple(dict.fromkeys(args.archs))})
-    with progress(quiet):
-        summary = run(cfg, verbose=0 if quiet else "auto")
-    print(json.dumps(summary))
-    return 0
+    return print_summary(lambda: run(cfg, verbose=0 if quiet else "auto"), quiet)
 
 
-
-def cli() -> None:
-    """Console-script entry point: errors become one line and exit code 2."""
-    sys.exit(run_cli(main, "python -m kerasdl.autoencoder"))
+cli = entry_point(main, "python -m kerasdl.autoencoder")
 
 
 if __name__ == "__main__":

@@ -21,16 +21,14 @@ summary.json}; prints the summary as one JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from kerasdl.summary import config_json, write as write_summary
-from kerasdl.errors import positive, progress, run_cli, writable_dir
+from kerasdl.errors import entry_point, positive, print_summary, writable_dir
 from kerasdl import locks
 
 log = logging.getLogger("kerasdl.theory")
@@ -437,16 +435,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     quiet = vars(args).pop("quiet")
-    with progress(quiet):
-        summary = run(TheoryConfig(**vars(args)))
-    print(json.dumps(summary))
-    return 0
+    cfg = TheoryConfig(**vars(args))
+    return print_summary(lambda: run(cfg), quiet)
 
 
-
-def cli() -> None:
-    """Console-script entry point: errors become one line and exit code 2."""
-    sys.exit(run_cli(main, "python -m kerasdl.theory"))
+cli = entry_point(main, "python -m kerasdl.theory")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,8 @@ JSON line. Every Keras model trains through the shared `training.fit`.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ import numpy as np
 
 from kerasdl.atomic import write_text
 from kerasdl.summary import config_json, write as write_summary
-from kerasdl.errors import non_negative_float, positive, progress, run_cli, writable_dir
+from kerasdl.errors import entry_point, non_negative_float, positive, print_summary, writable_dir
 from kerasdl import locks
 
 log = logging.getLogger("kerasdl.toy")
@@ -210,16 +208,10 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     quiet = vars(args).pop("quiet")
     cfg = ToyConfig(**{**vars(args), "functions": tuple(dict.fromkeys(args.functions))})
-    with progress(quiet):
-        summary = run(cfg)
-    print(json.dumps(summary))
-    return 0
+    return print_summary(lambda: run(cfg), quiet)
 
 
-
-def cli() -> None:
-    """Console-script entry point: errors become one line and exit code 2."""
-    sys.exit(run_cli(main, "python -m kerasdl.toy"))
+cli = entry_point(main, "python -m kerasdl.toy")
 
 
 if __name__ == "__main__":
