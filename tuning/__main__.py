@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 from kerasdl import PRECISIONS
-from kerasdl.errors import creatable, non_negative_float, positive, progress, run_cli
+from kerasdl.errors import creatable, entry_point, non_negative_float, positive, print_summary
 
 
 def parser() -> argparse.ArgumentParser:
-    from tuning.search import SearchConfig
+    from tuning.search import DEFAULT_EPOCHS, SearchConfig
 
     d = SearchConfig()
     p = argparse.ArgumentParser(
@@ -35,7 +33,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--activation", choices=["relu", "sigmoid"], default=d.activation, help="hidden activation")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default=d.optimizer, help="adam (default) or sgd")
     p.add_argument("--momentum", type=non_negative_float, default=d.momentum, help="SGD momentum (default 0)")
-    p.add_argument("--epochs", type=positive(int), help="epochs per trial (default: 50 for lr, 20 for depth)")
+    p.add_argument("--epochs", type=positive(int), help="epochs per trial (default: "
+                   + ", ".join(f"{n} for {kind}" for kind, n in DEFAULT_EPOCHS.items()) + ")")
     p.add_argument("--batch-size", type=positive(int), default=d.batch_size, help="batch size (default 128)")
     p.add_argument("--limit", type=positive(int), help="first N training and test images only (quick runs)")
     p.add_argument("--validation-size", type=positive(float),
@@ -56,29 +55,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-DEFAULT_EPOCHS = {"lr": 50, "depth": 20}
-
-
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     quiet = vars(args).pop("quiet")
-    from tuning.search import SearchConfig, search
+    from tuning.search import config_for, search
 
     creatable(args.run_root, "--run-root")  # checked now, created only once the data has loaded
     creatable(args.export_dir, "--export-dir")
-    values = vars(args)
-    cfg = SearchConfig(**{**values, "lrs": tuple(dict.fromkeys(args.lrs)), "depths": tuple(dict.fromkeys(args.depths)),
-                          "epochs": args.epochs or DEFAULT_EPOCHS[args.kind]})
-    with progress(quiet):
-        summary = search(cfg, verbose=0 if quiet else 1)
-    print(json.dumps(summary))
-    return 0
+    values = {k: v for k, v in vars(args).items() if k != "kind"}
+    cfg = config_for(args.kind, **{**values, "lrs": tuple(dict.fromkeys(args.lrs)),
+                                   "depths": tuple(dict.fromkeys(args.depths))})
+    return print_summary(lambda: search(cfg, verbose=0 if quiet else 1), quiet)
 
 
-
-def cli() -> None:
-    """Console-script entry point: errors become one line and exit code 2."""
-    sys.exit(run_cli(main, "python -m tuning"))
+cli = entry_point(main, "python -m tuning")
 
 
 if __name__ == "__main__":
