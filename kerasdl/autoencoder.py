@@ -21,7 +21,7 @@ import numpy as np
 from kerasdl import PRECISIONS
 from kerasdl.atomic import write_text
 from kerasdl.summary import config_json, write as write_summary
-from kerasdl.errors import entry_point, positive, print_summary, writable_dir
+from kerasdl.errors import add_quiet, entry_point, parse_config_args, positive, print_summary, writable_dir
 from kerasdl import locks
 
 log = logging.getLogger("kerasdl.autoencoder")
@@ -182,15 +182,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"figures, histories, JSON (default {d.run_dir})")
     p.add_argument("--export-dir", type=Path, default=d.export_dir,
                    help="SavedModels autoencoder/, encoder/, decoder/ go here (default saved_models)")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress lines on stderr (stdout keeps only the JSON summary either way)")
-    return p
+    return add_quiet(p)
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    quiet = vars(args).pop("quiet")
-    cfg = AutoencoderConfig(**{**vars(args), "archs": tuple(dict.fromkeys(args.archs))})
+    values, quiet = parse_config_args(parser(), argv)
+    cfg = AutoencoderConfig(**{**values, "archs": tuple(dict.fromkeys(values["archs"]))})
     return print_summary(lambda: run(cfg, verbose=0 if quiet else "auto"), quiet)
 
 

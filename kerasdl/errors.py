@@ -57,6 +57,19 @@ def run_cli(main, prog: str, argv=None) -> int:
         return 130
 
 
+def add_quiet(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The section commands' --quiet flag (see `progress`); returns `p`."""
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress lines on stderr (stdout keeps only the JSON summary either way)")
+    return p
+
+
+def parse_config_args(p: argparse.ArgumentParser, argv) -> tuple[dict, bool]:
+    """A section command's flags as its config's values, and whether --quiet was given (no config value)."""
+    values = vars(p.parse_args(argv))
+    return values, values.pop("quiet")
+
+
 def entry_point(main, prog: str):
     """The console-script entry point running `main` (`run_cli`): errors become one line and exit code 2."""
 

@@ -20,7 +20,8 @@ import numpy as np
 
 from kerasdl.atomic import write_text
 from kerasdl.summary import config_json, write as write_summary
-from kerasdl.errors import entry_point, non_negative_float, positive, print_summary, writable_dir
+from kerasdl.errors import (add_quiet, entry_point, non_negative_float, parse_config_args,
+                            positive, print_summary, writable_dir)
 from kerasdl import locks
 
 log = logging.getLogger("kerasdl.toy")
@@ -199,15 +200,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=positive(int), default=d.n_train, help=f"training points (default {d.n_train})")
     p.add_argument("--n-test", type=positive(int), default=d.n_test, help=f"test points (default {d.n_test})")
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"output directory (default {d.run_dir})")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress lines on stderr (stdout keeps only the JSON summary either way)")
-    return p
+    return add_quiet(p)
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    quiet = vars(args).pop("quiet")
-    cfg = ToyConfig(**{**vars(args), "functions": tuple(dict.fromkeys(args.functions))})
+    values, quiet = parse_config_args(parser(), argv)
+    cfg = ToyConfig(**{**values, "functions": tuple(dict.fromkeys(values["functions"]))})
     return print_summary(lambda: run(cfg), quiet)
 
 

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from kerasdl import PRECISIONS
-from kerasdl.errors import creatable, entry_point, non_negative_float, positive, print_summary
+from kerasdl.errors import (add_quiet, creatable, entry_point, non_negative_float,
+                            parse_config_args, positive, print_summary)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -50,21 +51,18 @@ def parser() -> argparse.ArgumentParser:
                    help="searches go to RUN_ROOT/<kind>/ (default runs/tuning)")
     p.add_argument("--export-dir", type=Path, default=d.export_dir,
                    help="the best model goes to EXPORT_DIR/mlp_best_<kind>/ (default saved_models)")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress lines on stderr (stdout keeps only the JSON summary either way)")
-    return p
+    return add_quiet(p)
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    quiet = vars(args).pop("quiet")
+    values, quiet = parse_config_args(parser(), argv)
     from tuning.search import config_for, search
 
-    creatable(args.run_root, "--run-root")  # checked now, created only once the data has loaded
-    creatable(args.export_dir, "--export-dir")
-    values = {k: v for k, v in vars(args).items() if k != "kind"}
-    cfg = config_for(args.kind, **{**values, "lrs": tuple(dict.fromkeys(args.lrs)),
-                                   "depths": tuple(dict.fromkeys(args.depths))})
+    creatable(values["run_root"], "--run-root")  # checked now, created only once the data has loaded
+    creatable(values["export_dir"], "--export-dir")
+    kind = values.pop("kind")
+    cfg = config_for(kind, **{**values, "lrs": tuple(dict.fromkeys(values["lrs"])),
+                              "depths": tuple(dict.fromkeys(values["depths"]))})
     return print_summary(lambda: search(cfg, verbose=0 if quiet else 1), quiet)
 
 
