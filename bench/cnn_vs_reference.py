@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kerasdl import PRECISIONS, data, mnist  # noqa: E402
 from kerasdl.errors import run_cli, writable_dir  # noqa: E402
-from kerasdl.summary import write_text  # noqa: E402
+from kerasdl.atomic import write_text  # noqa: E402
 
 
 def reference_model():

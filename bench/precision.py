@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kerasdl import PRECISIONS, mnist  # noqa: E402
 from kerasdl.errors import positive, run_cli, writable_dir  # noqa: E402
-from kerasdl.summary import write_text  # noqa: E402
+from kerasdl.atomic import write_text  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     out = writable_dir(args.out, "--out")
-    from kerasdl import training  # TensorFlow: after the arguments, so --help and usage errors stay quick and quiet
+    from kerasdl import devices  # TensorFlow: after the arguments, so --help and usage errors stay quick and quiet
 
     xlas = {"off": [False], "on": [True], "both": [False, True]}[args.xla]
     settings = [(m, pr, x) for m in args.models for pr in args.precisions for x in xlas]
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
         r["epoch_time_ratio"] = round(r["seconds_per_epoch"] / base["seconds_per_epoch"], 3)
         r["accuracy_points_vs_first"] = round(100 * (r["test_accuracy"] - base["test_accuracy"]), 2)
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    machine = (f"{platform.machine()}, {os.cpu_count()} cores, bf16 native: {training.bf16_supported()}")
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, bf16 native: {devices.bf16_supported()}")
     result = {"when": when, "machine": machine, "repeats": args.repeats, "rows": rows}
     head = f"Measured {when} on {machine}"
     lines = [head + (f"; median of {args.repeats} interleaved runs, range in parentheses." if args.repeats > 1

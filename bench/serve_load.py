@@ -25,11 +25,12 @@ import asyncio
 import json
 import os
 import platform
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from datetime import datetime, timezone
@@ -41,29 +42,33 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from kerasdl.atomic import write_text  # noqa: E402
+
 
 STALL_WAIT = 15.0  # seconds after opening by which the server (--header-timeout 10) should close a stalled connection
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(models: Path, port: int, model: str, extra: list[str]) -> subprocess.Popen:
-    """`python -m kerasdl.serve` on 127.0.0.1:port, once it answers."""
-    proc = subprocess.Popen([sys.executable, "-m", "kerasdl.serve", "--models", str(models), "--port", str(port),
-                             "--quiet", *extra], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+def start_server(models: Path, model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
+    """`python -m kerasdl.serve --port 0` and its URL, once it answers: the kernel picks a free port as
+    the server binds it (no check-then-bind race), and the server names it in its "serving on" line."""
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen([sys.executable, "-m", "kerasdl.serve", "--models", str(models), "--port", "0",
+                             "--quiet", *extra], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    deadline, url = time.time() + 120, None
     while time.time() < deadline:
+        log.seek(0)
+        said = log.read()
         if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+            raise SystemExit(f"the server exited with {proc.returncode}: {said[-2000:]}")
+        bound = re.search(r"serving on (http://127\.0\.0\.1:\d+)/", said)
+        url = url or (bound and bound.group(1))
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/{model}", timeout=1).read()
-            return proc
+            if url:
+                urllib.request.urlopen(f"{url}/v1/models/{model}", timeout=1).read()
+                return proc, url
         except OSError:
-            time.sleep(0.3)
+            pass
+        time.sleep(0.3)
     proc.kill()
     raise SystemExit("the server did not answer within 120 s")
 
@@ -302,10 +307,8 @@ def main(argv=None) -> int:
     server = None
     url = args.url
     if not url:
-        port = free_port()
         extra = (["--no-batching"] if args.no_batching else []) + args.server_args.split()
-        server = start_server(args.models, port, args.model, extra)
-        url = f"http://127.0.0.1:{port}"
+        server, url = start_server(args.models, args.model, extra)
     try:
         result = asyncio.run(load(url, args.model, args.clients, args.requests, args.seconds, args.timeout,
                                   args.models if args.switch else None, args.stalled, args.backoff))
@@ -322,9 +325,7 @@ def main(argv=None) -> int:
                   machine=f"{cpu}, {os.cpu_count()} cores, {platform.system()}",
                   command="python bench/serve_load.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, args.out)
+    write_text(args.out, json.dumps(result, indent=2))
     print(json.dumps(result))
     return 0
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from kerasdl import atomic
 from kerasdl.errors import UsageError
 
 KEEP = 3  # versions kept per model
@@ -215,14 +216,13 @@ def _link_keras(version_dir: Path, keras_path: Path) -> None:
     source = version_dir / KERAS_FILE
     if not source.is_file():
         return
-    tmp = keras_path.with_name(f".{keras_path.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copy2(source, tmp)
-        _fsync(tmp)
-    os.replace(tmp, keras_path)
+    with atomic.replacing(keras_path) as tmp:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copy2(source, tmp)
+            _fsync(tmp)
     _fsync(keras_path.parent)
 
 

@@ -12,17 +12,16 @@ and prints the summary as one JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from kerasdl import PRECISIONS
-from kerasdl.summary import config_json, write as write_summary, write_text
-from kerasdl.errors import positive, progress, run_cli, writable_dir
+from kerasdl.atomic import write_text
+from kerasdl.summary import config_json, write as write_summary
+from kerasdl.errors import add_quiet, entry_point, parse_config_args, positive, print_summary, writable_dir
 from kerasdl import locks
 
 log = logging.getLogger("kerasdl.autoencoder")
@@ -42,7 +41,7 @@ class AutoencoderConfig:
     validation_size: float | None = None
     seed: int = 0
     neighbours: int = 5
-    precision: str = "float32"  # Keras dtype policy (training.precision_policy)
+    precision: str = "float32"  # Keras dtype policy (devices.precision_policy)
     restart: bool = False  # discard a backup in run_dir/<arch>/backup instead of resuming from it
     run_dir: Path = field(default_factory=lambda: Path("runs/autoencoder"))
     export_dir: Path = field(default_factory=lambda: Path("saved_models"))
@@ -83,7 +82,7 @@ def run(cfg: AutoencoderConfig, verbose="auto") -> dict:
     """Section 2.6 end to end; `verbose` is Keras' (a progress bar per epoch, or 0)."""
     from sklearn.decomposition import PCA
 
-    from kerasdl import artifacts, data, plots, training
+    from kerasdl import artifacts, data, plots, resume, training
 
     run_dir = writable_dir(cfg.run_dir, "--run-dir")
     export_dir = writable_dir(cfg.export_dir, "--export-dir")
@@ -150,7 +149,7 @@ def run(cfg: AutoencoderConfig, verbose="auto") -> dict:
     }
     write_summary(run_dir, summary)
     for arch in cfg.archs:  # the results are on disk: a rerun is a new run
-        training.discard_backup(cfg.run_dir / arch)
+        resume.discard_backup(cfg.run_dir / arch)
     return summary
 
 
@@ -183,25 +182,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"figures, histories, JSON (default {d.run_dir})")
     p.add_argument("--export-dir", type=Path, default=d.export_dir,
                    help="SavedModels autoencoder/, encoder/, decoder/ go here (default saved_models)")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress lines on stderr (stdout keeps only the JSON summary either way)")
-    return p
+    return add_quiet(p)
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    quiet = vars(args).pop("quiet")
-    cfg = AutoencoderConfig(**{**vars(args), "archs": tuple(dict.fromkeys(args.archs))})
-    with progress(quiet):
-        summary = run(cfg, verbose=0 if quiet else "auto")
-    print(json.dumps(summary))
-    return 0
+    values, quiet = parse_config_args(parser(), argv)
+    cfg = AutoencoderConfig(**{**values, "archs": tuple(dict.fromkeys(values["archs"]))})
+    return print_summary(lambda: run(cfg, verbose=0 if quiet else "auto"), quiet)
 
 
-
-def cli() -> None:
-    """Console-script entry point: errors become one line and exit code 2."""
-    sys.exit(run_cli(main, "python -m kerasdl.autoencoder"))
+cli = entry_point(main, "python -m kerasdl.autoencoder")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasdl.errors import UsageError, positive, run_cli
+from kerasdl.errors import UsageError, entry_point, positive
 
 PAPER, NOISE = 0.92, 0.03  # page brightness and the standard deviation of its texture (plain rows)
 CONDITIONS = {
@@ -424,8 +424,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def cli() -> None:
-    sys.exit(run_cli(main, "python -m kerasdl.digits"))
+cli = entry_point(main, "python -m kerasdl.digits")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -54,6 +55,44 @@ def run_cli(main, prog: str, argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def add_quiet(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The section commands' --quiet flag (see `progress`); returns `p`."""
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress lines on stderr (stdout keeps only the JSON summary either way)")
+    return p
+
+
+def parse_config_args(p: argparse.ArgumentParser, argv) -> tuple[dict, bool]:
+    """A section command's flags as its config's values, and whether --quiet was given (no config value)."""
+    values = vars(p.parse_args(argv))
+    return values, values.pop("quiet")
+
+
+def entry_point(main, prog: str):
+    """The console-script entry point running `main` (`run_cli`): errors become one line and exit code 2."""
+
+    def cli() -> None:
+        sys.exit(run_cli(main, prog))
+
+    cli.__doc__ = f"`{prog}`: console-script entry point; errors become one line and exit code 2."
+    return cli
+
+
+def print_summary(run, quiet: bool) -> int:
+    """A section command's last step: `run()` with its progress on stderr (none when `quiet`), then the
+    summary it returns printed as one JSON line, the last on stdout. Returns exit code 0."""
+    with progress(quiet):
+        summary = run()
+    print(json.dumps(summary))
+    return 0
+
+
+def clock(seconds: float) -> str:
+    """A duration for progress lines: `4 min 05 s`, or `42 s` under a minute."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 @contextlib.contextmanager

@@ -13,13 +13,13 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kerasdl import PRECISIONS
 from kerasdl.summary import config_json, write as write_summary
-from kerasdl.errors import UsageError, creatable, non_negative_float, positive, progress, run_cli, writable_dir
+from kerasdl.errors import (UsageError, creatable, entry_point, non_negative_float, positive, print_summary,
+                            writable_dir)
 
 
 @dataclass
@@ -90,50 +90,90 @@ def make_model_fn(cfg: MnistConfig):
 
 def train(cfg: MnistConfig, verbose="auto") -> dict:
     """Run one classifier experiment end to end; return the JSON summary."""
+    run_dir, chief = worker_role(cfg)
+    split = load_data(cfg)  # bad data fails here, before TensorFlow is imported or any directory created
+    run_dir, export_dir = output_dirs(cfg, run_dir)
+    with hold_locks(cfg, run_dir, export_dir, chief):
+        from kerasdl import faults, resume
+        from kerasdl.training import weights_digest
+
+        result = fit(cfg, split, run_dir, verbose)
+        faults.point("after_fit")
+        digest = weights_digest(result.model)
+        scores = evaluate(result.model, split)
+        card = model_card(cfg, split, result, scores)
+        exported = export(cfg, result, card, digest, export_dir) if chief else None
+        faults.point("before_summary")
+        summary = write_summary(run_dir, make_summary(cfg, split, result, scores, digest, exported))
+        resume.discard_backup(run_dir)  # the results are on disk: a rerun is a new run
+        return summary
+
+
+def worker_role(cfg: MnistConfig) -> tuple[Path, bool]:
+    """(run directory, whether this process exports): other workers of a multi-worker cluster keep
+    their own history and backup in a subdirectory, and only the chief exports."""
+    run_dir = cfg.run_dir or Path("runs") / cfg.run_name
+    if cfg.distribute != "multiworker":
+        return run_dir, True
+    if not os.environ.get("TF_CONFIG"):
+        raise UsageError("--distribute multiworker needs TF_CONFIG describing the cluster and this task "
+                         "(docs/distribution.md)")
+    from kerasdl.devices import worker_task
+
+    kind, index, chief = worker_task()
+    return (run_dir if chief else run_dir / f"{kind}{index}"), chief
+
+
+def load_data(cfg: MnistConfig):
+    """The train/validation/test split in the layout the classifier takes."""
     from kerasdl import data
 
-    run_dir = cfg.run_dir or Path("runs") / cfg.run_name
-    chief = True
-    if cfg.distribute == "multiworker":
-        if not os.environ.get("TF_CONFIG"):
-            raise UsageError("--distribute multiworker needs TF_CONFIG describing the cluster and this task "
-                             "(docs/distribution.md)")
-        from kerasdl.training import worker_task
+    return data.mnist_split(LAYOUT[cfg.model], limit=cfg.limit, validation_size=cfg.validation_size)
 
-        kind, index, chief = worker_task()
-        if not chief:  # other workers keep their own history and backup; only the chief exports
-            run_dir = run_dir / f"{kind}{index}"
-    # Bad data fails here, before TensorFlow is even imported and before any directory is created.
-    split = data.mnist_split(LAYOUT[cfg.model], limit=cfg.limit, validation_size=cfg.validation_size)
+
+def output_dirs(cfg: MnistConfig, run_dir: Path) -> tuple[Path, Path]:
+    """The run and export directories, both checked before either is created."""
     creatable(run_dir, "--run-dir")
-    creatable(cfg.export_dir, "--export-dir")  # both checked before either is created
-    run_dir = writable_dir(run_dir, "--run-dir")
-    export_dir = writable_dir(cfg.export_dir, "--export-dir")
+    creatable(cfg.export_dir, "--export-dir")
+    return writable_dir(run_dir, "--run-dir"), writable_dir(cfg.export_dir, "--export-dir")
 
+
+def hold_locks(cfg: MnistConfig, run_dir: Path, export_dir: Path, chief: bool) -> contextlib.ExitStack:
+    """One run per run directory and per exported name: a second run of the same name stops here."""
     from kerasdl import locks
 
-    # One run per run directory and per exported name: a second run of the same name stops here.
-    with contextlib.ExitStack() as held:
+    held = contextlib.ExitStack()
+    with held:
         held.enter_context(locks.run_dir_lock(run_dir))
         if chief:
             from kerasdl.artifacts import name_lock
 
             held.enter_context(name_lock(export_dir, cfg.run_name))
-        return _train_locked(cfg, split, run_dir, export_dir, chief, verbose)
+        return held.pop_all()
 
 
-def _train_locked(cfg: MnistConfig, split, run_dir: Path, export_dir: Path, chief: bool, verbose) -> dict:
-    from kerasdl import artifacts, cards, data, faults, training
+def fit(cfg: MnistConfig, split, run_dir: Path, verbose):
+    """Train through the shared path; the backup is kept until the summary is on disk."""
+    from kerasdl import training
 
     fit_cfg = training.FitConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, restart=cfg.restart, keep_backup=True,
         distribute=cfg.distribute, precision=cfg.precision, verbose=verbose, title=f"{cfg.run_name} on MNIST",
     )
-    result = training.fit(make_model_fn(cfg), split, run_dir, fit_cfg)
-    faults.point("after_fit")
-    digest = training.weights_digest(result.model)
-    test_loss, test_accuracy = result.model.evaluate(split.x_test, split.y_test, batch_size=1000, verbose=0)
-    card = {
+    return training.fit(make_model_fn(cfg), split, run_dir, fit_cfg)
+
+
+def evaluate(model, split) -> dict:
+    """Test loss and accuracy, rounded as the summary and the model card give them."""
+    test_loss, test_accuracy = model.evaluate(split.x_test, split.y_test, batch_size=1000, verbose=0)
+    return {"test_accuracy": round(float(test_accuracy), 5), "test_loss": round(float(test_loss), 5)}
+
+
+def model_card(cfg: MnistConfig, split, result, scores: dict) -> dict:
+    """What the exported model is, what it was trained on and how, and how it scored."""
+    from kerasdl import cards, data
+
+    return {
         "description": DESCRIPTIONS[cfg.model],
         "data": {"dataset": "MNIST", "source": str(data.mnist_source() or "keras download"),
                  "train_images": int(len(split.x_train)), "validation_images": int(len(split.x_val)),
@@ -141,25 +181,33 @@ def _train_locked(cfg: MnistConfig, split, run_dir: Path, export_dir: Path, chie
                  "split": "validation carved from the end of the training images, used for model selection; "
                           "the test images are only evaluated"},
         "training": config_json(cfg),
-        "results": {"test_accuracy": round(float(test_accuracy), 5), "test_loss": round(float(test_loss), 5),
-                    "precision": cfg.precision, "epochs": cfg.epochs, "train_seconds": round(result.train_seconds, 2),
-                    "replicas": result.replicas, "params": int(result.model.count_params())},
+        "results": {**scores, "precision": cfg.precision, "epochs": cfg.epochs,
+                    "train_seconds": round(result.train_seconds, 2), "replicas": result.replicas,
+                    "params": int(result.model.count_params())},
         "how_the_recipe_was_chosen": cards.RECIPES.get(cfg.model, "custom flags: " + json.dumps(config_json(cfg))),
         "serving": "inputs float32 in [0, 1], shape " + ("(N, 784)" if LAYOUT[cfg.model] == "flat" else "(N, 28, 28, 1)")
                    + "; outputs (N, 10) class probabilities",
     }
-    # Resumed after its last epoch (a crash after training): the version exported before the crash,
-    # if any, holds these very weights and is reused instead of published twice.
+
+
+def export(cfg: MnistConfig, result, card: dict, digest: str, export_dir: Path):
+    """Publish the trained model as a new version of saved_models/<name>/ and <name>.keras.
+
+    Resumed after its last epoch (a crash after training): the version exported before the crash,
+    if any, holds these very weights and is reused instead of published twice."""
+    from kerasdl import artifacts
+
     trained_nothing = result.resumed_from_epoch >= cfg.epochs
-    exported = artifacts.export(result.model, export_dir, cfg.run_name, card=card,
-                                digest=digest, reuse=trained_nothing) if chief else None
-    faults.point("before_summary")
-    summary = {
+    return artifacts.export(result.model, export_dir, cfg.run_name, card=card, digest=digest, reuse=trained_nothing)
+
+
+def make_summary(cfg: MnistConfig, split, result, scores: dict, digest: str, exported) -> dict:
+    """The run's JSON summary: what the report reads and the command prints."""
+    return {
         "model": cfg.model,
         "name": cfg.run_name,
         "epochs": cfg.epochs,
-        "test_accuracy": round(float(test_accuracy), 5),
-        "test_loss": round(float(test_loss), 5),
+        **scores,
         "precision": cfg.precision,
         "train_seconds": round(result.train_seconds, 2),
         "seconds_per_epoch": round(result.train_seconds / max(1, len(result.history) - result.resumed_from_epoch), 3),
@@ -174,9 +222,6 @@ def _train_locked(cfg: MnistConfig, split, run_dir: Path, export_dir: Path, chie
         "history_plot": str(result.history_plot),
         "config": config_json(cfg),
     }
-    write_summary(run_dir, summary)
-    training.discard_backup(run_dir)  # the results are on disk: a rerun is a new run
-    return summary
 
 
 def parser() -> argparse.ArgumentParser:
@@ -230,16 +275,10 @@ def main(argv=None) -> int:
     cfg = config_for(args.model, **overrides)
     if cfg.name is not None and (not cfg.name or "/" in cfg.name or cfg.name.startswith(".")):
         raise UsageError(f"--name {cfg.name!r}: use a plain name without '/' or a leading '.'")
-    with progress(args.quiet):
-        summary = train(cfg, verbose=0 if args.quiet else "auto")
-    print(json.dumps(summary))
-    return 0
+    return print_summary(lambda: train(cfg, verbose=0 if args.quiet else "auto"), args.quiet)
 
 
-
-def cli() -> None:
-    """Console-script entry point: errors become one line and exit code 2."""
-    sys.exit(run_cli(main, "python -m kerasdl.mnist"))
+cli = entry_point(main, "python -m kerasdl.mnist")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Classifiers take MNIST as float32 in [0, 1]: flat (N, 784) for `linear` and `mlp`,
 (N, 28, 28, 1) for `cnn`; all end in a 10-way softmax. Output layers (softmax, sigmoid, the
 autoencoder's 2-D code) always compute in float32, as Keras advises under a mixed-precision
-policy (training.precision_policy): the other layers follow the policy.
+policy (devices.precision_policy): the other layers follow the policy.
 """
 
 from __future__ import annotations

@@ -7,13 +7,14 @@ Figure, so a notebook shows it inline and a command-line run just has the file.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+
+from kerasdl import atomic
 
 SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
 
@@ -28,9 +29,8 @@ def save(fig: Figure, path) -> Figure:
     """Write `fig` to `path` via a temporary sibling, so a crash never leaves half a PNG; return `fig`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic.replacing(path, suffix=".png") as tmp:  # savefig reads the format from the name
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     return fig
 
 

@@ -25,7 +25,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from kerasdl.errors import UsageError, run_cli
+from kerasdl.errors import UsageError, entry_point
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -206,9 +206,7 @@ def read_numbers(args) -> int:
     return 0
 
 
-def cli() -> None:
-    """Console-script entry point: errors become one line and exit code 2."""
-    sys.exit(run_cli(main, "python -m kerasdl.predict"))
+cli = entry_point(main, "python -m kerasdl.predict")
 
 
 if __name__ == "__main__":

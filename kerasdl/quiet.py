@@ -33,7 +33,7 @@ NOISE = re.compile(
     r"|^To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\."
     r"|NodeDef mentions attribute use_unbounded_threadpool which is not in the op definition"
     r"|Unable to register cu(DNN|FFT|BLAS) factory: Attempting to register factory for plugin"
-    # float16 on a CPU: training.precision_policy says it in words, once, as a warning
+    # float16 on a CPU: devices.precision_policy says it in words, once, as a warning
     r"|util\.cc:\d+\] oneDNN supports DT_HALF only on platforms with AVX-512\. Falling back"
 )
 RETRACING = "triggered tf.function retracing"  # the sections build many small models on purpose

@@ -21,15 +21,14 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from kerasdl.errors import UsageError, positive, progress, run_cli, writable_dir
-from kerasdl.summary import write_text
+from kerasdl.atomic import replacing, write_text
+from kerasdl.errors import UsageError, clock, entry_point, positive, progress, writable_dir
 
 log = logging.getLogger("kerasdl.report")
 
@@ -51,33 +50,30 @@ def stages(root: Path, quick: bool, fresh: bool = False, verbose: int | str = 0)
     from their oracle state and rerun nothing). `verbose` is passed to Keras (and Keras Tuner).
     """
     from kerasdl import autoencoder, mnist, theory, toy
+    from kerasdl.budgets import quick as budget
 
     def classifier(model, name=None, **hp):
-        quick_hp = dict(limit=1500, epochs=1) if quick else {}
+        quick_hp = budget("mnist", quick)
         cfg = mnist.config_for(model, name=name, run_dir=root / (name or model), export_dir=root / "saved_models",
                                restart=fresh or None, **{**hp, **quick_hp})
         return lambda: mnist.train(cfg, verbose=verbose), cfg
 
     def tuner(kind):
-        from tuning.search import SearchConfig, search
+        from tuning.search import config_for, search
 
-        quick_hp = dict(limit=1000, epochs=2, units=32, lrs=(1e-3, 1.0, 10.0), depths=(1, 2)) if quick else {}
-        defaults = {"epochs": 50 if kind == "lr" else 20}
-        cfg = SearchConfig(kind=kind, run_root=root / "tuning", export_dir=root / "saved_models", overwrite=fresh,
-                           **{**defaults, **quick_hp})
+        cfg = config_for(kind, run_root=root / "tuning", export_dir=root / "saved_models", overwrite=fresh,
+                         **budget("tuning", quick))
         return lambda: search(cfg, verbose=1 if verbose else 0), cfg
 
-    theory_quick = dict(steps=8, mlp_images=300, mlp_units=16, shared_units=16, shared_epochs=1, shared_seeds=1,
-                        shared_images=1000, contrast_epochs=5, contrast_seeds=2)
-    theory_cfg = theory.TheoryConfig(run_dir=root / "theory", **(theory_quick if quick else {}))
+    theory_cfg = theory.TheoryConfig(run_dir=root / "theory", **budget("theory", quick))
     from tuning import optimizers
 
     # Rates 1 and 10 with plain SGD and SGD+momentum (the write-up's lr-1 curve): 15 epochs on 20,000 images.
     sgd_cfg = optimizers.OptimizerRatesConfig(run_dir=root / "tuning" / "lr_sgd",
-                                              **(dict(limit=1000, epochs=2, units=32) if quick else {}))
-    toy_cfg = toy.ToyConfig(run_dir=root / "toy", **(dict(seeds=2, iterations=100) if quick else {}))
+                                              **budget("tuning_lr_sgd", quick))
+    toy_cfg = toy.ToyConfig(run_dir=root / "toy", **budget("toy", quick))
     ae_cfg = autoencoder.AutoencoderConfig(run_dir=root / "autoencoder", export_dir=root / "saved_models", restart=fresh,
-                                           **(dict(limit=1500, epochs=1) if quick else {}))
+                                           **budget("autoencoder", quick))
     return [
         Stage("theory", root / "theory" / "summary.json", lambda: theory.run(theory_cfg), theory_cfg),
         Stage("toy", root / "toy" / "summary.json", lambda: toy.run(toy_cfg), toy_cfg),
@@ -118,11 +114,6 @@ def describe_config(summary: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in cfg.items() if k not in IGNORED_KEYS and v is not None)
 
 
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
-
-
 # Seconds per stage of `python -m kerasdl.report --fresh` on a 2-core machine, 2026-11-28 10:35
 # (docs/report.md): a first full run here estimates its time left from these until it has its own.
 REFERENCE_TIMINGS = {"theory": 291.5, "toy": 95.0, "linear": 14.7, "mlp": 60.2, "cnn": 112.9, "mlp_sgd": 43.8,
@@ -160,7 +151,7 @@ def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
         untimed = rest.count(None)
         if untimed == len(rest):
             return "time left unknown: no stage still to run has been timed here yet"
-        known = _clock(sum(t for t in rest if t))
+        known = clock(sum(t for t in rest if t))
         borrowed = sum(n not in timings and n in reference for n in names)
         borrowed = "" if not borrowed else " (a 2-core reference run's times)" if borrowed == len(names) else \
             " (partly a 2-core reference run's times)"
@@ -202,18 +193,18 @@ def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
         return results, {s.name: status[s.name] for s in all_stages if s.name in status}  # the sections' order
     for i, stage in pending:
         prefix = f"[{i}/{len(all_stages)}] {stage.name}"
-        last = f"last run took {_clock(timings[stage.name])}" if stage.name in timings else \
-            f"about {_clock(reference[stage.name])} on a 2-core reference run" if stage.name in reference else \
+        last = f"last run took {clock(timings[stage.name])}" if stage.name in timings else \
+            f"about {clock(reference[stage.name])} on a 2-core reference run" if stage.name in reference else \
             "never timed here"
-        log.info("%s: running (%s; %s elapsed, %s)", prefix, last, _clock(time.perf_counter() - started),
+        log.info("%s: running (%s; %s elapsed, %s)", prefix, last, clock(time.perf_counter() - started),
                  left_after(i - 1))
         start = time.perf_counter()
         try:
             results[stage.name] = stage.run()
             seconds = time.perf_counter() - start
             _ran(stage.name, results[stage.name], seconds, status, timings, timings_path)
-            log.info("%s: done in %s (%s elapsed, %s)", prefix, _clock(seconds),
-                     _clock(time.perf_counter() - started), left_after(i))
+            log.info("%s: done in %s (%s elapsed, %s)", prefix, clock(seconds),
+                     clock(time.perf_counter() - started), left_after(i))
         except Exception as exc:  # a stage's failure is reported, not fatal
             status[stage.name] = f"FAILED: {exc.__class__.__name__}: {exc}"
             log.error("%s failed:\n%s", prefix, traceback.format_exc())
@@ -259,7 +250,7 @@ def run_in_workers(pending: list[tuple[int, Stage]], total: int, jobs: int, rebu
                 [(s, None) for _, s in queue] + [(s, t0) for _, s, _, t0 in running.values()]]
         if not any(rest):
             return "time left unknown"
-        return f"about {_clock(max(sum(rest) / jobs, max(rest)))} left with {jobs} workers"
+        return f"about {clock(max(sum(rest) / jobs, max(rest)))} left with {jobs} workers"
 
     try:
         while queue or running:
@@ -274,7 +265,7 @@ def run_in_workers(pending: list[tuple[int, Stage]], total: int, jobs: int, rebu
                 running[proc.sentinel] = (i, stage, proc, time.perf_counter())
                 log.info("[%d/%d] %s: running in a worker, %d TensorFlow thread%s, output in %s (%s elapsed, %s)",
                          i, total, stage.name, threads, "" if threads == 1 else "s", logs / f"{stage.name}.log",
-                         _clock(time.perf_counter() - started), left())
+                         clock(time.perf_counter() - started), left())
             for sentinel in wait(list(running)):
                 i, stage, proc, t0 = running.pop(sentinel)
                 proc.join()
@@ -287,8 +278,8 @@ def run_in_workers(pending: list[tuple[int, Stage]], total: int, jobs: int, rebu
                 if "result" in answer:
                     results[stage.name] = answer["result"]
                     _ran(stage.name, answer["result"], seconds, status, timings, timings_path)
-                    log.info("%s: done in %s (%s elapsed, %s)", prefix, _clock(seconds),
-                             _clock(time.perf_counter() - started), left())
+                    log.info("%s: done in %s (%s elapsed, %s)", prefix, clock(seconds),
+                             clock(time.perf_counter() - started), left())
                 else:
                     status[stage.name] = f"FAILED: {answer['error']} (see {logs / f'{stage.name}.log'})"
                     log.error("%s failed: %s; its output is in %s", prefix, answer["error"], logs / f"{stage.name}.log")
@@ -331,9 +322,8 @@ def figure(path: str | None, out: Path, caption: str, stage: str) -> str:
     target = out / "figures" / f"{stage}-{Path(path).name}"
     target.parent.mkdir(parents=True, exist_ok=True)
     if Path(path).resolve() != target.resolve():
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, target)
+        with replacing(target) as tmp:
+            shutil.copyfile(path, tmp)
     return f"![{caption}]({target.relative_to(out).as_posix()})\n"
 
 
@@ -489,11 +479,7 @@ def write_report(results: dict, status: dict, out: Path, quick: bool, seconds: f
     if saved_models is not None:
         parts.append(serve_section(saved_models))
     report = out / "REPORT.md"
-    fd, tmp = tempfile.mkstemp(prefix=".REPORT.md.tmp-", dir=out)  # its own file: reports into one --out never mix
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(parts))
-    os.replace(tmp, report)
-    return report
+    return write_text(report, "\n".join(parts))  # a temporary file per process: reports into one --out never mix
 
 
 def parser() -> argparse.ArgumentParser:
@@ -552,10 +538,7 @@ def main(argv=None) -> int:
     return 1 if failed else 0
 
 
-
-def cli() -> None:
-    """Console-script entry point: errors become one line and exit code 2."""
-    sys.exit(run_cli(main, "python -m kerasdl.report"))
+cli = entry_point(main, "python -m kerasdl.report")
 
 
 if __name__ == "__main__":

@@ -21,16 +21,14 @@ summary.json}; prints the summary as one JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from kerasdl.summary import config_json, write as write_summary
-from kerasdl.errors import positive, progress, run_cli, writable_dir
+from kerasdl.errors import add_quiet, entry_point, parse_config_args, positive, print_summary, writable_dir
 from kerasdl import locks
 
 log = logging.getLogger("kerasdl.theory")
@@ -429,24 +427,16 @@ def parser() -> argparse.ArgumentParser:
                    help=f"Adam rate of the one-unit fits to |x| (default {d.contrast_lr})")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"output directory (default {d.run_dir})")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress lines on stderr (stdout keeps only the JSON summary either way)")
-    return p
+    return add_quiet(p)
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    quiet = vars(args).pop("quiet")
-    with progress(quiet):
-        summary = run(TheoryConfig(**vars(args)))
-    print(json.dumps(summary))
-    return 0
+    values, quiet = parse_config_args(parser(), argv)
+    cfg = TheoryConfig(**values)
+    return print_summary(lambda: run(cfg), quiet)
 
 
-
-def cli() -> None:
-    """Console-script entry point: errors become one line and exit code 2."""
-    sys.exit(run_cli(main, "python -m kerasdl.theory"))
+cli = entry_point(main, "python -m kerasdl.theory")
 
 
 if __name__ == "__main__":

@@ -10,18 +10,18 @@ JSON line. Every Keras model trains through the shared `training.fit`.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from kerasdl.summary import config_json, write as write_summary, write_text
-from kerasdl.errors import non_negative_float, positive, progress, run_cli, writable_dir
+from kerasdl.atomic import write_text
+from kerasdl.summary import config_json, write as write_summary
+from kerasdl.errors import (add_quiet, entry_point, non_negative_float, parse_config_args,
+                            positive, print_summary, writable_dir)
 from kerasdl import locks
 
 log = logging.getLogger("kerasdl.toy")
@@ -200,25 +200,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=positive(int), default=d.n_train, help=f"training points (default {d.n_train})")
     p.add_argument("--n-test", type=positive(int), default=d.n_test, help=f"test points (default {d.n_test})")
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"output directory (default {d.run_dir})")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress lines on stderr (stdout keeps only the JSON summary either way)")
-    return p
+    return add_quiet(p)
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    quiet = vars(args).pop("quiet")
-    cfg = ToyConfig(**{**vars(args), "functions": tuple(dict.fromkeys(args.functions))})
-    with progress(quiet):
-        summary = run(cfg)
-    print(json.dumps(summary))
-    return 0
+    values, quiet = parse_config_args(parser(), argv)
+    cfg = ToyConfig(**{**values, "functions": tuple(dict.fromkeys(values["functions"]))})
+    return print_summary(lambda: run(cfg), quiet)
 
 
-
-def cli() -> None:
-    """Console-script entry point: errors become one line and exit code 2."""
-    sys.exit(run_cli(main, "python -m kerasdl.toy"))
+cli = entry_point(main, "python -m kerasdl.toy")
 
 
 if __name__ == "__main__":

@@ -111,14 +111,25 @@ def small_models(tmp_path_factory, real_mnist) -> Path:
     return train_small_models(tmp_path_factory.mktemp("saved_models"), real_mnist)
 
 
-def free_port() -> int:
-    """A port free right now, for TensorFlow's cluster specs (they need ports named in advance);
-    the server's tests use `kerasdl.serve --port 0` instead."""
+def free_ports(n: int) -> list[int]:
+    """`n` different ports free right now, for TensorFlow's cluster specs and Keras Tuner's oracle
+    (they need ports named in advance); the server's tests use `kerasdl.serve --port 0` instead.
+    All `n` are held open together while chosen, so the kernel cannot hand out one twice."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def free_port() -> int:
+    """One port free right now (free_ports)."""
+    return free_ports(1)[0]
 
 
 class ServerProcess:

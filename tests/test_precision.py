@@ -52,7 +52,7 @@ def test_a_policy_that_will_be_slow_here_says_so_once(caplog):
 
     import tensorflow as tf
 
-    with caplog.at_level(logging.WARNING, logger="kerasdl.training"):
+    with caplog.at_level(logging.WARNING, logger="kerasdl.devices"):
         with training.precision_policy("float32"):
             pass
         assert caplog.records == []

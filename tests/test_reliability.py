@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, last_json, run_module, synthetic_mnist
+from conftest import ROOT, free_ports, last_json, run_module, synthetic_mnist
 from kerasdl import training
 
 
@@ -216,18 +215,8 @@ def test_mirrored_strategy_over_two_logical_cpus(real_mnist, tmp_path):
     assert Path(summary["saved_model"], "saved_model.pb").is_file()
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def test_multiworker_strategy_with_two_local_workers_ends_with_identical_weights(real_mnist, tmp_path):
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     args = [sys.executable, "-m", "kerasdl.mnist", "mlp", "--limit", "2000", "--epochs", "2", "--units", "64",
             "--distribute", "multiworker", "--quiet", "--run-dir", str(tmp_path / "run"),
             "--export-dir", str(tmp_path / "models")]

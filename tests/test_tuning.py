@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, last_json, run_module
+from conftest import ROOT, free_port, last_json, run_module
 
 LR_ARGS = ["lr", "--lrs", "0.001", "0.1", "10", "--limit", "2000", "--epochs", "2", "--units", "64"]
 
@@ -73,12 +72,6 @@ def test_depth_search_records_accuracy_params_and_time(real_mnist, tmp_path):
     assert rows[2]["params"] == rows[1]["params"] + 32 * 32 + 32
     assert all(r["final"]["test_accuracy"] > 0.3 for r in rows.values())  # chance is 0.1
     assert Path(summary["figures"]["depth"]).stat().st_size > 10_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_chief_and_two_workers_on_localhost_split_the_trials(real_mnist, tmp_path):

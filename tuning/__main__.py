@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 from kerasdl import PRECISIONS
-from kerasdl.errors import creatable, non_negative_float, positive, progress, run_cli
+from kerasdl.errors import (add_quiet, creatable, entry_point, non_negative_float,
+                            parse_config_args, positive, print_summary)
 
 
 def parser() -> argparse.ArgumentParser:
-    from tuning.search import SearchConfig
+    from tuning.search import DEFAULT_EPOCHS, SearchConfig
 
     d = SearchConfig()
     p = argparse.ArgumentParser(
@@ -35,7 +34,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--activation", choices=["relu", "sigmoid"], default=d.activation, help="hidden activation")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default=d.optimizer, help="adam (default) or sgd")
     p.add_argument("--momentum", type=non_negative_float, default=d.momentum, help="SGD momentum (default 0)")
-    p.add_argument("--epochs", type=positive(int), help="epochs per trial (default: 50 for lr, 20 for depth)")
+    p.add_argument("--epochs", type=positive(int), help="epochs per trial (default: "
+                   + ", ".join(f"{n} for {kind}" for kind, n in DEFAULT_EPOCHS.items()) + ")")
     p.add_argument("--batch-size", type=positive(int), default=d.batch_size, help="batch size (default 128)")
     p.add_argument("--limit", type=positive(int), help="first N training and test images only (quick runs)")
     p.add_argument("--validation-size", type=positive(float),
@@ -51,34 +51,22 @@ def parser() -> argparse.ArgumentParser:
                    help="searches go to RUN_ROOT/<kind>/ (default runs/tuning)")
     p.add_argument("--export-dir", type=Path, default=d.export_dir,
                    help="the best model goes to EXPORT_DIR/mlp_best_<kind>/ (default saved_models)")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress lines on stderr (stdout keeps only the JSON summary either way)")
-    return p
-
-
-DEFAULT_EPOCHS = {"lr": 50, "depth": 20}
+    return add_quiet(p)
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    quiet = vars(args).pop("quiet")
-    from tuning.search import SearchConfig, search
+    values, quiet = parse_config_args(parser(), argv)
+    from tuning.search import config_for, search
 
-    creatable(args.run_root, "--run-root")  # checked now, created only once the data has loaded
-    creatable(args.export_dir, "--export-dir")
-    values = vars(args)
-    cfg = SearchConfig(**{**values, "lrs": tuple(dict.fromkeys(args.lrs)), "depths": tuple(dict.fromkeys(args.depths)),
-                          "epochs": args.epochs or DEFAULT_EPOCHS[args.kind]})
-    with progress(quiet):
-        summary = search(cfg, verbose=0 if quiet else 1)
-    print(json.dumps(summary))
-    return 0
+    creatable(values["run_root"], "--run-root")  # checked now, created only once the data has loaded
+    creatable(values["export_dir"], "--export-dir")
+    kind = values.pop("kind")
+    cfg = config_for(kind, **{**values, "lrs": tuple(dict.fromkeys(values["lrs"])),
+                              "depths": tuple(dict.fromkeys(values["depths"]))})
+    return print_summary(lambda: search(cfg, verbose=0 if quiet else 1), quiet)
 
 
-
-def cli() -> None:
-    """Console-script entry point: errors become one line and exit code 2."""
-    sys.exit(run_cli(main, "python -m tuning"))
+cli = entry_point(main, "python -m tuning")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,14 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from kerasdl import artifacts, data, models, training
-from kerasdl.summary import config_json, write as write_summary, write_text
+from kerasdl import artifacts, data, devices, models, training
+from kerasdl.atomic import write_text
+from kerasdl.errors import clock
+from kerasdl.summary import config_json, write as write_summary
 
 log = logging.getLogger("tuning")
+
+DEFAULT_EPOCHS = {"lr": 50, "depth": 20}  # epochs per trial of each search, the write-up's
 
 
 @dataclass
@@ -38,12 +42,12 @@ class SearchConfig:
     activation: str = "relu"
     optimizer: str = "adam"
     momentum: float = 0.0
-    epochs: int = 50
+    epochs: int = DEFAULT_EPOCHS["lr"]  # of the default kind; config_for gives each kind its own
     batch_size: int = 128
     limit: int | None = None
     validation_size: float | None = None
     seed: int = 0
-    precision: str = "float32"  # Keras dtype policy of every trial (training.precision_policy)
+    precision: str = "float32"  # Keras dtype policy of every trial (devices.precision_policy)
     prune: bool = True  # stop a trial whose validation accuracy stays at chance (StopAtChance)
     overwrite: bool = False
     run_root: Path = field(default_factory=lambda: Path("runs/tuning"))
@@ -56,6 +60,12 @@ class SearchConfig:
     @property
     def hp_name(self) -> str:
         return "lr" if self.kind == "lr" else "hidden_layers"
+
+
+def config_for(kind: str, **overrides) -> SearchConfig:
+    """The default search of `kind` (its epochs from DEFAULT_EPOCHS), with `overrides` (None values ignored)."""
+    return SearchConfig(kind=kind, **{"epochs": DEFAULT_EPOCHS[kind],
+                                      **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def trial_name(hp: kt.HyperParameters) -> str:
@@ -103,7 +113,7 @@ class MLPHyperModel(kt.HyperModel):
         # Keras Tuner builds before it fits: seed here so a trial's initial weights depend on
         # its seed alone, not on which trials this process ran before it.
         training.seed_everything(cfg.seed)
-        with training.precision_policy(cfg.precision):  # Keras Tuner builds here, before fit
+        with devices.precision_policy(cfg.precision):  # Keras Tuner builds here, before fit
             model = models.mlp(hidden_layers=depth, units=cfg.units, activation=cfg.activation)
             return models.compile_classifier(model, cfg.optimizer, lr, cfg.momentum)
 
@@ -148,12 +158,7 @@ class MLPHyperModel(kt.HyperModel):
         left = elapsed / self.trials_done * max(total - self.trials_done, 0)
         log.info("tuning %s: trial %d of %d (%s) best val_accuracy %.4f; best so far %s %.4f; "
                  "elapsed %s, about %s left", self.cfg.kind, self.trials_done, total, trial_name(hp), score,
-                 *self.best, _clock(elapsed), _clock(left))
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+                 *self.best, clock(elapsed), clock(left))
 
 
 def make_tuner(cfg: SearchConfig, hypermodel: MLPHyperModel) -> kt.GridSearch:

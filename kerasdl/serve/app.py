@@ -8,12 +8,11 @@ import gc
 import logging
 import re
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kerasdl.errors import UsageError, positive, run_cli
+from kerasdl.errors import UsageError, entry_point, positive
 from kerasdl.serve import metrics as metrics_module
 from kerasdl.serve.batching import Batcher
 from kerasdl.serve.limits import Admission, deadline_protocol, read_body
@@ -405,5 +404,4 @@ def main(argv=None) -> int:
     return 0
 
 
-def cli() -> None:
-    sys.exit(run_cli(main, "python -m kerasdl.serve"))
+cli = entry_point(main, "python -m kerasdl.serve")

@@ -1,0 +1,78 @@
+"""kerasdl.compat: every private Keras/TensorFlow name it uses is still there, in the shape it expects.
+
+A Keras or TensorFlow release that moves or changes one fails here, naming it, instead of
+somewhere inside a multi-worker fit or a mixed-precision run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+from kerasdl import compat
+
+
+def _owner(path: str):
+    module, _, attr = path.rpartition(".")
+    try:
+        return importlib.import_module(path)
+    except ImportError:
+        return getattr(importlib.import_module(module), attr)
+
+
+@pytest.mark.parametrize("owner,name", [(o, n) for o, names in compat.PRIVATE.items() for n in names])
+def test_every_private_name_compat_uses_still_exists(owner, name):
+    import keras
+    import tensorflow as tf
+
+    where = _owner(owner)
+    if name == "_distribute_strategy":  # an instance attribute, set by Trainer.__init__
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        assert hasattr(model, name), (f"keras {keras.__version__}: Model.{name} is gone; "
+                                      "kerasdl.compat.multiworker_fit needs another way")
+        return
+    assert hasattr(where, name), (f"keras {keras.__version__} / tensorflow {tf.__version__}: {owner}.{name} is gone; "
+                                  "kerasdl.compat needs another way (see its docstring for why it uses it)")
+
+
+def test_private_signatures_are_the_ones_compat_calls():
+    import keras
+    from keras.src.backend.tensorflow import trainer
+
+    assert list(inspect.signature(trainer.reduce_per_replica).parameters) == ["values", "strategy", "reduction"], \
+        f"keras {keras.__version__} changed reduce_per_replica: review kerasdl.compat.multiworker_fit"
+    assert list(inspect.signature(trainer._collective_all_reduce_multi_worker).parameters) == ["strategy"], \
+        f"keras {keras.__version__} changed _collective_all_reduce_multi_worker: review kerasdl.compat"
+    assert "data_batch" in inspect.signature(keras.Model._symbolic_build).parameters, \
+        f"keras {keras.__version__}: Model._symbolic_build takes no data_batch; review kerasdl.compat"
+    source = inspect.getsource(trainer.TensorFlowTrainer)
+    assert "reduce_per_replica(" in source, \
+        f"keras {keras.__version__}: the TF trainer no longer calls reduce_per_replica; the patch would do nothing"
+
+
+def test_the_multiworker_patch_is_put_back_after_the_fit():
+    import keras
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer
+
+    original = trainer.reduce_per_replica
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    strategy = tf.distribute.get_strategy()
+    x, y = tf.zeros((2, 2)), tf.zeros((2, 1))
+    with compat.multiworker_fit(model, strategy, x, y):
+        assert trainer.reduce_per_replica is not original
+    assert trainer.reduce_per_replica is original
+    assert model.optimizer.built
+
+
+def test_op_determinism_can_be_switched_back_off():
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # the check itself has no public API either
+
+    tf.config.experimental.enable_op_determinism()
+    compat.disable_op_determinism()
+    assert not tf_config.is_op_determinism_enabled(), \
+        f"tensorflow {tf.__version__}: disable_op_determinism no longer turns determinism off"
