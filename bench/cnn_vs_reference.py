@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kerasdl import PRECISIONS, data, mnist  # noqa: E402
+from kerasdl import AUTO_PRECISION_HELP, PRECISION_METAVAR, data, mnist, precision_arg  # noqa: E402
 from kerasdl.errors import run_cli, writable_dir  # noqa: E402
 from kerasdl.atomic import write_text  # noqa: E402
 
@@ -119,8 +119,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python bench/cnn_vs_reference.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="1 epoch on 2,000 images each (a smoke test, not a benchmark)")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="where the JSON and table go (default runs/bench)")
-    p.add_argument("--precision", choices=PRECISIONS, default="float32",
-                   help="Keras dtype policy of our cnn (default float32); the reference stays float32, as published")
+    p.add_argument("--precision", type=precision_arg, metavar=PRECISION_METAVAR, default="float32",
+                   help="Keras dtype policy of our cnn (default float32); the reference stays float32, as published; " + AUTO_PRECISION_HELP)
     return p
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasdl import PRECISIONS
+from kerasdl import AUTO_PRECISION_HELP, PRECISION_METAVAR, precision_arg
 from kerasdl.atomic import write_text
 from kerasdl.summary import config_json, write as write_summary
 from kerasdl.errors import add_quiet, entry_point, parse_config_args, positive, print_summary, writable_dir
@@ -175,8 +175,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-size", type=positive(float),
                    help="validation images carved from training: count or fraction (default 5000 or 10%%)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
-    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
-                   help="Keras dtype policy (default float32); codes and reconstructions stay float32")
+    p.add_argument("--precision", type=precision_arg, metavar=PRECISION_METAVAR, default=d.precision,
+                   help="Keras dtype policy (default float32); codes and reconstructions stay float32; " + AUTO_PRECISION_HELP)
     p.add_argument("--restart", action="store_true",
                    help="discard a crashed run's backup and train from epoch 1 (default: resume from it)")
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"figures, histories, JSON (default {d.run_dir})")

@@ -7,12 +7,11 @@ import contextlib
 import json
 import logging
 import os
-from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from kerasdl import PRECISIONS
+from kerasdl import PRECISIONS, cpu_has_bf16
 
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 log = logging.getLogger(__name__)
@@ -20,11 +19,7 @@ log = logging.getLogger(__name__)
 
 def bf16_supported() -> bool | None:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX); None when it cannot be told."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return cpu_has_bf16()
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from kerasdl import PRECISIONS
+from kerasdl import AUTO_PRECISION_HELP, PRECISION_METAVAR, precision_arg
 from kerasdl.summary import config_json, write as write_summary
 from kerasdl.errors import (UsageError, creatable, entry_point, non_negative_float, positive, print_summary,
                             writable_dir)
@@ -260,10 +260,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--distribute", choices=["none", "mirrored", "multiworker"],
                    help="tf.distribute strategy: none, mirrored (GPUs of one machine), multiworker (TF_CONFIG)")
     p.add_argument("--jit-compile", action="store_true", default=None, help="compile the train step with XLA")
-    p.add_argument("--precision", choices=PRECISIONS,
+    p.add_argument("--precision", type=precision_arg, metavar=PRECISION_METAVAR,
                    help="Keras dtype policy: float32 (default, the write-up's numbers); mixed_bfloat16 (CPUs with "
                    "AVX-512 BF16/AMX, TPUs, recent GPUs); mixed_float16 (GPUs, with loss scaling). The output layer "
-                   "and the exported model stay float32")
+                   "and the exported model stay float32; " + AUTO_PRECISION_HELP)
     p.add_argument("--quiet", action="store_true",
                    help="no progress (Keras' per-epoch bar goes to stderr otherwise; stdout keeps the JSON line)")
     return p

@@ -70,6 +70,21 @@ def test_an_unknown_policy_is_refused():
             pass
 
 
+@pytest.mark.parametrize("cpu,gpu,want", [(True, False, "mixed_bfloat16"), (False, True, "mixed_bfloat16"),
+                                           (False, False, "float32"), (None, False, "float32")])
+def test_precision_auto_picks_bfloat16_only_where_the_hardware_computes_it(cpu, gpu, want, monkeypatch):
+    import kerasdl
+    from kerasdl import mnist
+
+    monkeypatch.setattr(kerasdl, "cpu_has_bf16", lambda: cpu)
+    monkeypatch.setattr(kerasdl, "gpu_has_bf16", lambda: gpu)
+    args = mnist.parser().parse_args(["mlp", "--precision", "auto"])
+    assert args.precision == want  # resolved at parse time: the summary records the policy that ran
+    assert mnist.parser().parse_args(["mlp", "--precision", "mixed_float16"]).precision == "mixed_float16"
+    with pytest.raises(SystemExit):
+        mnist.parser().parse_args(["mlp", "--precision", "float8"])
+
+
 class _Model:
     stop_training = False
 
