@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kerasdl import AUTO_PRECISION_HELP, PRECISION_METAVAR, data, mnist, precision_arg  # noqa: E402
+from kerasdl import AUTO_PRECISION_HELP, PRECISION_METAVAR, cpu, data, mnist, precision_arg  # noqa: E402
 from kerasdl.errors import run_cli, writable_dir  # noqa: E402
 from kerasdl.atomic import write_text  # noqa: E402
 
@@ -142,9 +142,7 @@ def main(argv=None) -> int:
                                            "images_per_second_batch1000", "latency_ms_median")}
     ratio["test_accuracy"] = ours["test_accuracy"] - ref["test_accuracy"]
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    import os
-
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+    machine = f"{cpu()['text']}; {platform.python_implementation()} {platform.python_version()}"
     result = {"quick": args.quick, "when": when, "machine": machine, "reference": ref, "ours": ours,
               "ours_over_reference": ratio}
     write_text(out / "cnn_vs_reference.json", json.dumps(result, indent=2))

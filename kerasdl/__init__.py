@@ -12,6 +12,29 @@ AUTO_PRECISION_HELP = ("auto: mixed_bfloat16 where the CPU computes bfloat16 nat
                        "NVIDIA GPU of compute capability 8.0 or newer is present, float32 elsewhere")
 
 
+# The CPU features that decide which precision and kernels pay off here (docs/performance.md).
+CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu() -> dict:
+    """This machine's CPU model, CPU count and its flags of interest, read from /proc/cpuinfo
+    (no TensorFlow): every timing we print or write says which CPU it came from."""
+    import os
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                 platform.processor() or "unknown CPU")
+    flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+    present = [f for f in CPU_FLAGS_OF_INTEREST if f in flags]
+    return {"model": model, "cpus": os.cpu_count(), "flags": present,
+            "text": f"{model}, {os.cpu_count()} CPUs, flags: {' '.join(present) or 'none of ' + ' '.join(CPU_FLAGS_OF_INTEREST)}"}
+
+
 def cpu_has_bf16() -> bool | None:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX); None when it cannot be told."""
     try:

@@ -16,7 +16,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -333,18 +332,12 @@ def provenance(command: str, commit: str | None = None) -> str:
     from kerasdl.cards import environment
 
     env = environment()
-    cpu = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    from kerasdl import cpu as cpu_info
+
+    cpu = cpu_info()["text"]
     versions = ", ".join(f"{k} {v}" for k, v in env.items() if k not in ("machine", "exported_at"))
     return (f"Written {env['exported_at']} on {env['machine']} ({cpu}); {versions}; "
             f"code at commit {commit or git_commit()}; command `{command}`.\n")
-
-
-def _read_lines(path: str) -> list[str]:
-    try:
-        return Path(path).read_text().splitlines()
-    except OSError:
-        return []
 
 
 def git_commit() -> str:
