@@ -220,8 +220,11 @@ def fit(make_model: Callable[[int], keras.Model], data: Split, run_dir, config: 
         model = make_model(steps)
     if not model.built:
         model.build((None, *data.input_shape))
-    # Set before the first fit builds the train function (compile stores it the same way).
-    model.steps_per_execution = execution_steps(steps, config.steps_per_execution or 16)
+    # Set before the first fit builds the train function (compile stores it the same way). One
+    # step per call under tf.distribute: Keras 3.15's multi-step loop fails there ("Graph execution
+    # error" in its has_next, with MirroredStrategy on two CPUs and MultiWorkerMirroredStrategy).
+    distributed = config.distribute != "none"
+    model.steps_per_execution = 1 if distributed else execution_steps(steps, config.steps_per_execution or 16)
 
     test = (data.x_test, data.y_test) if config.test_curve and data.x_test is not None else None
     recorder = EpochRecorder(csv_path, test, config.batch_size, config.precision)
