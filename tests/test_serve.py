@@ -413,7 +413,7 @@ def live(small_models, tmp_path_factory):
     shutil.copytree(small_models / "linear" / str(first), root / "linear" / "1")
     save_fragile_model(root / "fragile" / "1")
     proc = ServerProcess(root, "--poll-seconds", "0.3", "--max-output-values", "5000", "--header-timeout", "1",
-                         "--body-timeout", "1",
+                         "--body-timeout", "3",  # 1 s: 40 uploads of 1.3 MB at once timed out on a busy 2-core machine
                          "--max-concurrent", "1", "--max-queue", "1", "--quiet")
     proc.root, proc.source = root, small_models / "linear" / str(first)
     yield proc
@@ -521,7 +521,7 @@ def test_stalled_and_vanishing_clients_do_not_stop_others(live):
     slow = socket.create_connection(("127.0.0.1", live.port))
     slow.sendall(b"POST /v1/models/linear:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"inst")
     slow.settimeout(30)
-    assert slow.recv(100).startswith(b"HTTP/1.1 408")  # the body did not come within --body-timeout 1
+    assert slow.recv(100).startswith(b"HTTP/1.1 408")  # the body did not come within --body-timeout 3
     slow.close()
     # answered early (no such model: 404 before the body is read), then silent mid-body: uvicorn
     # alone keeps such a socket forever, and a few hundred of them take every connection slot
