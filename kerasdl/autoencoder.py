@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasdl import AUTO_PRECISION_HELP, PRECISION_METAVAR, precision_arg
 from kerasdl.atomic import write_text
 from kerasdl.summary import config_json, write as write_summary
-from kerasdl.errors import add_quiet, entry_point, parse_config_args, positive, print_summary, writable_dir
+from kerasdl.errors import add_quiet, add_slice_flags, entry_point, parse_config_args, positive, print_summary, writable_dir
 from kerasdl import locks
 
 log = logging.getLogger("kerasdl.autoencoder")
@@ -171,12 +170,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive(int), default=d.epochs, help=f"epochs (default {d.epochs})")
     p.add_argument("--batch-size", type=positive(int), default=d.batch_size, help=f"batch (default {d.batch_size})")
     p.add_argument("--lr", type=positive(float), default=d.lr, help=f"Adam learning rate (default {d.lr})")
-    p.add_argument("--limit", type=positive(int), help="first N training and test images only (quick runs)")
-    p.add_argument("--validation-size", type=positive(float),
-                   help="validation images carved from training: count or fraction (default 5000 or 10%%)")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
-    p.add_argument("--precision", type=precision_arg, metavar=PRECISION_METAVAR, default=d.precision,
-                   help="Keras dtype policy (default float32); codes and reconstructions stay float32; " + AUTO_PRECISION_HELP)
+    add_slice_flags(p, d, seed_help="random seed",
+                    precision_help="Keras dtype policy (default float32); codes and reconstructions stay float32")
     p.add_argument("--restart", action="store_true",
                    help="discard a crashed run's backup and train from epoch 1 (default: resume from it)")
     p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"figures, histories, JSON (default {d.run_dir})")

@@ -64,6 +64,28 @@ def add_quiet(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def add_defaulted(p: argparse.ArgumentParser, config, flags) -> argparse.ArgumentParser:
+    """Add `flags`, (flag, type, help) triples, each defaulting to `config`'s field of the same name
+    (--mlp-lr -> config.mlp_lr) and saying that default at the end of its help; returns `p`."""
+    for flag, kind, text in flags:
+        default = getattr(config, flag.lstrip("-").replace("-", "_"))
+        p.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
+    return p
+
+
+def add_slice_flags(p: argparse.ArgumentParser, config, seed_help: str, precision_help: str) -> argparse.ArgumentParser:
+    """The MNIST slice, seed and precision flags a training command shares with the others; returns `p`."""
+    from kerasdl import AUTO_PRECISION_HELP, PRECISION_METAVAR, precision_arg
+
+    p.add_argument("--limit", type=positive(int), help="first N training and test images only (quick runs)")
+    p.add_argument("--validation-size", type=positive(float),
+                   help="validation images carved from training: count or fraction (default 5000 or 10%%)")
+    p.add_argument("--seed", type=int, default=config.seed, help=f"{seed_help} (default {config.seed})")
+    p.add_argument("--precision", type=precision_arg, metavar=PRECISION_METAVAR, default=config.precision,
+                   help=f"{precision_help}; {AUTO_PRECISION_HELP}")
+    return p
+
+
 def parse_config_args(p: argparse.ArgumentParser, argv) -> tuple[dict, bool]:
     """A section command's flags as its config's values, and whether --quiet was given (no config value)."""
     values = vars(p.parse_args(argv))

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasdl.summary import config_json, write as write_summary
-from kerasdl.errors import add_quiet, entry_point, parse_config_args, positive, print_summary, writable_dir
+from kerasdl.errors import add_defaulted, add_quiet, entry_point, parse_config_args, positive, print_summary, writable_dir
 from kerasdl import locks
 
 log = logging.getLogger("kerasdl.theory")
@@ -402,31 +402,27 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kerasdl.theory",
                                 description="Section 1: the sigmoid derivative identity, zero vs random "
                                 "initialisation, and a parameter shared by all units of a layer, measured.")
-    p.add_argument("--steps", type=positive(int), default=d.steps, help=f"full-batch training steps per run (default {d.steps})")
-    p.add_argument("--toy-lr", type=positive(float), default=d.toy_lr, help=f"SGD rate for the toy convnet (default {d.toy_lr})")
-    p.add_argument("--mlp-lr", type=positive(float), default=d.mlp_lr, help=f"SGD rate for the MNIST MLP (default {d.mlp_lr})")
-    p.add_argument("--mlp-images", type=positive(int), default=d.mlp_images,
-                   help=f"MNIST training images for the MLP (default {d.mlp_images})")
-    p.add_argument("--mlp-units", type=positive(int), default=d.mlp_units, help=f"MLP hidden width (default {d.mlp_units})")
-    p.add_argument("--shared-units", type=positive(int), default=d.shared_units,
-                   help=f"hidden width of the MLP trained with and without a shared activation parameter "
-                   f"(default {d.shared_units})")
-    p.add_argument("--shared-epochs", type=positive(int), default=d.shared_epochs,
-                   help=f"epochs of each of those MLPs (default {d.shared_epochs})")
-    p.add_argument("--shared-seeds", type=positive(int), default=d.shared_seeds,
-                   help=f"seeds per variant (plain ReLU, shared scale, shared threshold; default {d.shared_seeds})")
-    p.add_argument("--shared-lr", type=positive(float), default=d.shared_lr,
-                   help=f"Adam rate for those MLPs (default {d.shared_lr})")
+    add_defaulted(p, d, [
+        ("--steps", positive(int), "full-batch training steps per run"),
+        ("--toy-lr", positive(float), "SGD rate for the toy convnet"),
+        ("--mlp-lr", positive(float), "SGD rate for the MNIST MLP"),
+        ("--mlp-images", positive(int), "MNIST training images for the MLP"),
+        ("--mlp-units", positive(int), "MLP hidden width"),
+        ("--shared-units", positive(int), "hidden width of the MLP trained with and without a shared activation "
+         "parameter"),
+        ("--shared-epochs", positive(int), "epochs of each of those MLPs"),
+        ("--shared-seeds", positive(int), "seeds per variant (plain ReLU, shared scale, shared threshold)"),
+        ("--shared-lr", positive(float), "Adam rate for those MLPs"),
+    ])
     p.add_argument("--shared-images", type=positive(int), default=d.shared_images,
                    help="MNIST training images for those MLPs, and as many test images (default: all)")
-    p.add_argument("--contrast-epochs", type=positive(int), default=d.contrast_epochs,
-                   help=f"epochs of the one-unit fits to |x| (default {d.contrast_epochs})")
-    p.add_argument("--contrast-seeds", type=positive(int), default=d.contrast_seeds,
-                   help=f"seeds of the one-unit fits to |x|, each kind (default {d.contrast_seeds})")
-    p.add_argument("--contrast-lr", type=positive(float), default=d.contrast_lr,
-                   help=f"Adam rate of the one-unit fits to |x| (default {d.contrast_lr})")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
-    p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"output directory (default {d.run_dir})")
+    add_defaulted(p, d, [
+        ("--contrast-epochs", positive(int), "epochs of the one-unit fits to |x|"),
+        ("--contrast-seeds", positive(int), "seeds of the one-unit fits to |x|, each kind"),
+        ("--contrast-lr", positive(float), "Adam rate of the one-unit fits to |x|"),
+        ("--seed", int, "random seed"),
+        ("--run-dir", Path, "output directory"),
+    ])
     return add_quiet(p)
 
 

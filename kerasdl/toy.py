@@ -20,7 +20,7 @@ import numpy as np
 
 from kerasdl.atomic import write_text
 from kerasdl.summary import config_json, write as write_summary
-from kerasdl.errors import (add_quiet, entry_point, non_negative_float, parse_config_args,
+from kerasdl.errors import (add_defaulted, add_quiet, entry_point, non_negative_float, parse_config_args,
                             positive, print_summary, writable_dir)
 from kerasdl import locks
 
@@ -190,17 +190,17 @@ def parser() -> argparse.ArgumentParser:
                                 "and f2 = log-sum-exp(xW), over several seeds; hand-written backprop checked.")
     p.add_argument("--functions", nargs="+", choices=list(d.functions), default=list(d.functions),
                    help="target functions to run (default: all three)")
-    p.add_argument("--seeds", type=positive(int), default=d.seeds, help=f"initialisation seeds per model (default {d.seeds})")
-    p.add_argument("--iterations", type=positive(int), default=d.iterations,
-                   help=f"SGD steps, rounded to whole epochs (default {d.iterations})")
-    p.add_argument("--batch-size", type=positive(int), default=d.batch_size, help=f"SGD batch (default {d.batch_size})")
-    p.add_argument("--lr", type=positive(float), default=d.lr, help=f"SGD learning rate (default {d.lr})")
-    p.add_argument("--l2", type=non_negative_float, default=d.l2, help=f"L2 penalty lambda on all weights (default {d.l2})")
-    p.add_argument("--noise", type=non_negative_float, default=d.noise, help="multiplicative Gaussian noise on targets (default 0.01)")
-    p.add_argument("--n-train", type=positive(int), default=d.n_train, help=f"training points (default {d.n_train})")
-    p.add_argument("--n-test", type=positive(int), default=d.n_test, help=f"test points (default {d.n_test})")
-    p.add_argument("--run-dir", type=Path, default=d.run_dir, help=f"output directory (default {d.run_dir})")
-    return add_quiet(p)
+    return add_quiet(add_defaulted(p, d, [
+        ("--seeds", positive(int), "initialisation seeds per model"),
+        ("--iterations", positive(int), "SGD steps, rounded to whole epochs"),
+        ("--batch-size", positive(int), "SGD batch"),
+        ("--lr", positive(float), "SGD learning rate"),
+        ("--l2", non_negative_float, "L2 penalty lambda on all weights"),
+        ("--noise", non_negative_float, "multiplicative Gaussian noise on targets"),
+        ("--n-train", positive(int), "training points"),
+        ("--n-test", positive(int), "test points"),
+        ("--run-dir", Path, "output directory"),
+    ]))
 
 
 def main(argv=None) -> int:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kerasdl import AUTO_PRECISION_HELP, PRECISION_METAVAR, precision_arg
-from kerasdl.errors import (add_quiet, creatable, entry_point, non_negative_float,
+from kerasdl.errors import (add_quiet, add_slice_flags, creatable, entry_point, non_negative_float,
                             parse_config_args, positive, print_summary)
 
 
@@ -37,12 +36,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive(int), help="epochs per trial (default: "
                    + ", ".join(f"{n} for {kind}" for kind, n in DEFAULT_EPOCHS.items()) + ")")
     p.add_argument("--batch-size", type=positive(int), default=d.batch_size, help="batch size (default 128)")
-    p.add_argument("--limit", type=positive(int), help="first N training and test images only (quick runs)")
-    p.add_argument("--validation-size", type=positive(float),
-                   help="validation images carved from training: count or fraction (default 5000 or 10%%)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of every trial (default 0)")
-    p.add_argument("--precision", type=precision_arg, metavar=PRECISION_METAVAR, default=d.precision,
-                   help="Keras dtype policy of every trial (default float32, the write-up's numbers); " + AUTO_PRECISION_HELP)
+    add_slice_flags(p, d, seed_help="seed of every trial",
+                    precision_help="Keras dtype policy of every trial (default float32, the write-up's numbers)")
     p.add_argument("--no-prune", dest="prune", action="store_false",
                    help="run every trial to the end (default: a trial whose validation accuracy stays at or below "
                    "0.2 for its first 5 epochs stops there and is flagged stopped_at_chance)")
