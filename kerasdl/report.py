@@ -113,19 +113,12 @@ def describe_config(summary: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in cfg.items() if k not in IGNORED_KEYS and v is not None)
 
 
-# Seconds per stage of `python -m kerasdl.report --fresh` on a 2-core machine, 2026-11-28 10:35
-# (docs/report.md): a first full run here estimates its time left from these until it has its own.
-REFERENCE_TIMINGS = {"theory": 291.5, "toy": 95.0, "linear": 14.7, "mlp": 60.2, "cnn": 112.9, "mlp_sgd": 43.8,
-                     "mlp_sigmoid": 59.6, "tuning_lr": 624.6, "tuning_lr_sgd": 76.6, "tuning_depth": 418.3,
-                     "autoencoder": 179.2}
-# theory (with the shared-parameter experiments) and tuning_lr_sgd: measured alone, 2026-11-29, AMD EPYC,
-# 2 cores, nothing else running; the other stages from the 2026-11-28 full run.
-
-
-# Stages a report with --jobs > 1 runs alone with every CPU: their models use two threads well.
-# Measured in the first --jobs 2 report (2026-11-29, AMD EPYC, 2 cores), each on one thread beside
-# another stage: cnn 382 s (113 s alone on two), autoencoder 330 s (179 s).
-WIDE_STAGES = frozenset({"cnn", "autoencoder"})
+# Seconds per stage of `python -m kerasdl.report --fresh --out docs/results` with --jobs 2 (two stages
+# at a time, one TensorFlow thread each), 2026-11-29 08:58-09:24, AMD EPYC, 2 cores, nothing else
+# running; 25 min 56 s in all: a first full run here estimates its time left from these.
+REFERENCE_TIMINGS = {"theory": 325.4, "toy": 101.1, "linear": 22.1, "mlp": 84.8, "cnn": 381.7, "mlp_sgd": 79.3,
+                     "mlp_sigmoid": 85.2, "tuning_lr": 872.4, "tuning_lr_sgd": 77.2, "tuning_depth": 705.8,
+                     "autoencoder": 329.7}
 
 
 def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
@@ -236,8 +229,7 @@ def run_in_workers(pending: list[tuple[int, Stage]], total: int, jobs: int, rebu
     Each worker is a fresh process (spawned, so TensorFlow starts clean) that rebuilds the
     stage from `rebuild` and runs it with `worker_threads(jobs)` TensorFlow threads. On our
     2 cores a 784-512-10 MLP epoch took about as long on one thread as on two, while using 1.4
-    cores on two: two one-thread stages side by side do about twice the work of one. The
-    `WIDE_STAGES` are the exception: they run first, one at a time, alone, with every CPU. A worker's
+    cores on two: two one-thread stages side by side do about twice the work of one. A worker's
     output (Keras' bars, TensorFlow's lines, a traceback) goes to `<runs>/logs/<stage>.log`;
     a stage that fails or whose worker dies is marked FAILED with its log, and the rest run on.
     """
@@ -247,28 +239,21 @@ def run_in_workers(pending: list[tuple[int, Stage]], total: int, jobs: int, rebu
     logs = Path(rebuild["root"]) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     guess = {s.name: timings.get(s.name, reference.get(s.name, 0.0)) for _, s in pending}
-    # the wide stages first (nothing else runs beside them), then the rest, longest first
-    queue = sorted(pending, key=lambda item: (item[1].name not in WIDE_STAGES, -guess[item[1].name]))
-    context, running = multiprocessing.get_context("spawn"), {}
+    queue = sorted(pending, key=lambda item: -guess[item[1].name])
+    threads, context, running = worker_threads(jobs), multiprocessing.get_context("spawn"), {}
     started = time.perf_counter()
 
     def left() -> str:
-        rest = {s.name: max(guess[s.name] - (time.perf_counter() - t0 if t0 else 0.0), 0.0) for s, t0 in
-                [(s, None) for _, s in queue] + [(s, t0) for _, s, _, t0 in running.values()]}
-        if not any(rest.values()):
+        rest = [max(guess[s.name] - (time.perf_counter() - t0 if t0 else 0.0), 0.0) for s, t0 in
+                [(s, None) for _, s in queue] + [(s, t0) for _, s, _, t0 in running.values()]]
+        if not any(rest):
             return "time left unknown"
-        alone = sum(t for name, t in rest.items() if name in WIDE_STAGES)
-        shared = [t for name, t in rest.items() if name not in WIDE_STAGES] or [0.0]
-        return f"about {clock(alone + max(sum(shared) / jobs, max(shared)))} left with {jobs} workers"
+        return f"about {clock(max(sum(rest) / jobs, max(rest)))} left with {jobs} workers"
 
     try:
         while queue or running:
-            while queue and len(running) < jobs and not any(r[1].name in WIDE_STAGES for r in running.values()):
-                wide = queue[0][1].name in WIDE_STAGES
-                if wide and running:
-                    break  # it waits for the others to finish, then runs alone
+            while queue and len(running) < jobs:
                 i, stage = queue.pop(0)
-                threads = worker_threads(1 if wide else jobs)
                 outcome = logs / f"{stage.name}.result.json"
                 outcome.unlink(missing_ok=True)
                 proc = context.Process(target=_stage_in_worker, name=f"kerasdl-report-{stage.name}",
@@ -276,9 +261,9 @@ def run_in_workers(pending: list[tuple[int, Stage]], total: int, jobs: int, rebu
                                              str(outcome)))
                 proc.start()
                 running[proc.sentinel] = (i, stage, proc, time.perf_counter())
-                log.info("[%d/%d] %s: running in a worker%s, %d TensorFlow thread%s, output in %s (%s elapsed, %s)",
-                         i, total, stage.name, " alone" if wide else "", threads, "" if threads == 1 else "s",
-                         logs / f"{stage.name}.log", clock(time.perf_counter() - started), left())
+                log.info("[%d/%d] %s: running in a worker, %d TensorFlow thread%s, output in %s (%s elapsed, %s)",
+                         i, total, stage.name, threads, "" if threads == 1 else "s", logs / f"{stage.name}.log",
+                         clock(time.perf_counter() - started), left())
             for sentinel in wait(list(running)):
                 i, stage, proc, t0 = running.pop(sentinel)
                 proc.join()

@@ -91,8 +91,7 @@ def test_stages_run_side_by_side_in_workers_with_the_same_results(quick_report, 
     work, first, _ = quick_report
     runs = tmp_path / "runs"
     shutil.copytree(work / "runs", runs)
-    for stage in ("linear", "cnn"):  # short stages to run again (the cnn alone, with every CPU), the rest reused
-        (runs / stage / "summary.json").unlink()
+    (runs / "linear" / "summary.json").unlink()  # a short stage to run again, the rest reused
     shutil.rmtree(runs / "toy")
     (runs / "toy").write_text("not a directory")  # and one that fails inside its worker
     proc = run_module("kerasdl.report", "--quick", "--jobs", "2", "--runs", runs, "--out", tmp_path / "reports")
@@ -108,13 +107,7 @@ def test_stages_run_side_by_side_in_workers_with_the_same_results(quick_report, 
     before = json.loads((work / "runs" / "linear" / "summary.json").read_text())
     # one thread instead of two may round differently, never differ in meaning
     assert again["test_accuracy"] == pytest.approx(before["test_accuracy"], abs=0.01)
-    assert re.search(r"\] cnn: running in a worker alone, \d+ TensorFlow thread", proc.stderr), proc.stderr[-3000:]
-    starts = [line for line in proc.stderr.splitlines() if ": running in a worker" in line]
-    assert "cnn" in starts[0], starts  # the wide stage first, before the others share the CPUs
-    lines = proc.stderr.splitlines()
-    cnn_done = next(n for n, line in enumerate(lines) if "] cnn: done in" in line)
-    assert all(n > cnn_done for n, line in enumerate(lines) if ": running in a worker," in line)  # alone
-    assert summary["stages"]["mlp"].startswith("reused")
+    assert summary["stages"]["cnn"].startswith("reused")
 
 
 def test_a_corrupt_summary_is_rerun_not_fatal(tmp_path):
