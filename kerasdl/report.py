@@ -228,8 +228,9 @@ def run_in_workers(pending: list[tuple[int, Stage]], total: int, jobs: int, rebu
 
     Each worker is a fresh process (spawned, so TensorFlow starts clean) that rebuilds the
     stage from `rebuild` and runs it with `worker_threads(jobs)` TensorFlow threads. On our
-    2 cores a 784-512-10 MLP epoch took about as long on one thread as on two, while using 1.4
-    cores on two: two one-thread stages side by side do about twice the work of one. A worker's
+    2 cores two one-thread processes side by side got through 1.3x the MLP epochs per second of
+    one two-thread process, and the report took 25 min 56 s against about 33 min one stage at a
+    time (docs/report.md, "How long it takes"). A worker's
     output (Keras' bars, TensorFlow's lines, a traceback) goes to `<runs>/logs/<stage>.log`;
     a stage that fails or whose worker dies is marked FAILED with its log, and the rest run on.
     """
