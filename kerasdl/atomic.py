@@ -16,8 +16,12 @@ def replacing(path, suffix: str = ""):
     the format from the name): hidden, and distinct for every process writing the same file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
-    yield tmp
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:  # the write failed (a full disk, an error, an interrupt): no stray half file
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_text(path, text: str) -> Path:
