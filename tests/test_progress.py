@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -42,6 +43,23 @@ def test_quiet_prints_nothing_but_the_json(args, real_mnist, tmp_path):
     assert isinstance(json.loads(line), dict)
 
 
+@contextlib.contextmanager
+def report_lines():
+    """The report's progress lines (its logger's messages) while the block runs."""
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    log = logging.getLogger("kerasdl.report")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        log.removeHandler(handler)
+
+
 def test_report_progress_says_elapsed_and_time_left(tmp_path):
     """A stage's line carries its last run's duration and an estimate of what is left; stages
     never timed here make the estimate a lower bound, and with none timed it says so."""
@@ -52,18 +70,8 @@ def test_report_progress_says_elapsed_and_time_left(tmp_path):
     mlp = report.Stage("mlp", tmp_path / "mlp" / "summary.json", lambda: calls.append("mlp") or {"config": {}})
     timings = tmp_path / "report_timings.json"
     timings.write_text(json.dumps({"toy": 125.0}))
-    import logging
-
-    records = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    log = logging.getLogger("kerasdl.report")
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
+    with report_lines() as records:
         report.run_stages([toy, mlp], fresh=True, timings_path=timings)
-    finally:
-        log.removeHandler(handler)
     assert calls == ["toy", "mlp"]
     assert records[0].startswith("[1/2] toy: running (last run took 2 min 05 s;")
     assert records[0].endswith("at least 2 min 05 s left (1 stage never timed here))"), records[0]
@@ -71,44 +79,26 @@ def test_report_progress_says_elapsed_and_time_left(tmp_path):
     assert records[2].startswith("[2/2] mlp: running (never timed here;") and "time left unknown" in records[2]
     assert records[3].startswith("[2/2] mlp: done in ") and records[3].endswith("nothing left to run)")
     assert set(json.loads(timings.read_text())) == {"toy", "mlp"}
-    records.clear()
-    log.addHandler(handler)
-    try:  # the next run has both timings: a plain estimate
+    with report_lines() as records:  # the next run has both timings: a plain estimate
         report.run_stages([toy, mlp], fresh=True, timings_path=timings)
-    finally:
-        log.removeHandler(handler)
     assert "about " in records[0] and "never timed" not in records[0] and "at least" not in records[0]
 
 
 def test_a_first_full_report_estimates_from_the_reference_run_and_says_so(tmp_path):
     """No timings of its own yet: the estimate comes from the 2-core reference run, labelled as such."""
-    import logging
-
     from kerasdl import report
 
     assert set(report.REFERENCE_TIMINGS) == {s.name for s in report.stages(tmp_path, quick=False, fresh=True)}
     toy = report.Stage("toy", tmp_path / "toy" / "summary.json", lambda: {"config": {}})
     mlp = report.Stage("mlp", tmp_path / "mlp" / "summary.json", lambda: {"config": {}})
-    records = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    log = logging.getLogger("kerasdl.report")
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
     timings = tmp_path / "report_timings.json"
-    try:
+    with report_lines() as records:
         report.run_stages([toy, mlp], fresh=True, timings_path=timings, reference={"toy": 60.0, "mlp": 30.0})
-    finally:
-        log.removeHandler(handler)
     assert records[0].startswith("[1/2] toy: running (about 1 min 00 s on a 2-core reference run;"), records[0]
     assert "about 1 min 30 s left (a 2-core reference run's times)" in records[0]
     assert "about 30 s left (a 2-core reference run's times)" in records[1]  # mlp: still the reference's
     assert records[3].endswith("nothing left to run)")
     timings.write_text(json.dumps({"toy": 100.0}))  # toy timed here, mlp not yet: partly borrowed
-    records.clear()
-    log.addHandler(handler)
-    try:
+    with report_lines() as records:
         report.run_stages([toy, mlp], fresh=True, timings_path=timings, reference={"toy": 60.0, "mlp": 30.0})
-    finally:
-        log.removeHandler(handler)
     assert "about 2 min 10 s left (partly a 2-core reference run's times)" in records[0], records[0]

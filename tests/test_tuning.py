@@ -74,7 +74,7 @@ def test_depth_search_records_accuracy_params_and_time(real_mnist, tmp_path):
     assert Path(summary["figures"]["depth"]).stat().st_size > 10_000
 
 
-def test_chief_and_two_workers_on_localhost_split_the_trials(real_mnist, tmp_path):
+def test_chief_and_two_workers_split_the_trials_with_the_results_of_one_process(real_mnist, tmp_path):
     port = free_port()
     args = [sys.executable, "-m", "tuning", "lr", "--lrs", "0.0001", "0.001", "0.01", "0.1", "--limit", "1000",
             "--epochs", "2", "--units", "32", "--run-root", str(tmp_path / "runs"),
@@ -100,6 +100,16 @@ def test_chief_and_two_workers_on_localhost_split_the_trials(real_mnist, tmp_pat
     assert len(workers) == 4
     assert set(workers) == {"tuner0", "tuner1"}, workers  # both workers ran trials; the chief ran none
     assert all(last_json(outs[w][0])["role"] == "worker" for w in ("tuner0", "tuner1"))
+    # the same search in one process: every trial's history identical, whichever worker ran it
+    alone = subprocess.run([*args[:args.index("--run-root")], "--run-root", str(tmp_path / "alone"),
+                            "--export-dir", str(tmp_path / "models_alone")], cwd=ROOT, capture_output=True,
+                           text=True, timeout=400)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    split_trials = sorted((tmp_path / "runs" / "lr" / "trials").glob("*/history.csv"))
+    assert [p.parent.name for p in split_trials] == ["lr=0.0001", "lr=0.001", "lr=0.01", "lr=0.1"]
+    for history in split_trials:
+        same = tmp_path / "alone" / "lr" / "trials" / history.parent.name / "history.csv"
+        assert history.read_text() == same.read_text(), history.parent.name
 
 
 def test_hypermodel_fit_passes_search_keywords_on_to_model_fit(fake_mnist, tmp_path):
