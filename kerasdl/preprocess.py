@@ -36,6 +36,9 @@ SIZE, BOX = 28, 20  # MNIST's frame and the box its digits are scaled into
 CENTRE = 14.0  # where MNIST puts the centre of mass (mean over the test set: 13.99, 14.01)
 MAX_PIXELS = 25_000_000  # larger images are refused before decoding (decompression bombs)
 WORK_SIDE = 1000  # photographs are read at most this many pixels on their longer side (JPEG: decoded so)
+LIGHT_INK_SHARE = 0.3  # light ink on a dark ground covers less of a photo than this; a lit page more
+SHADOW_STEP = 0.15  # a straight edge in the paper's log brightness this high is a hard shadow's or the page's
+EDGE = 5  # pixels: the paper is taken as the darkest within this window, so shadow edges are no ink
 SMALL_SIDE = 128  # an image with a shorter side than this is a crop: one paper level, not a local model
 MIN_CONTRAST = 0.1  # ink this close to the background is no ink
 NOISE_SIGMAS = 4  # background noise (its spread estimated robustly) up to this many sigmas is not ink
@@ -43,6 +46,7 @@ PEAK_PERCENTILE = 99  # of the ink: stretched to 1 (a robust maximum; 70..99 rea
 SPECK = 0.02  # blobs with less ink than this share of the largest blob's are not part of the digit
 NEAR = 0.75  # blobs further from the main blob than this many times its larger side are other marks
 LINE_SPAN = 0.7  # a straight structure covering this share of the page's width (or height) is a ruled line
+LINE_MARGIN = 0.05  # a ruled line's ink, and this much more, is taken away where it runs
 LINE_TILT = 12.0  # ruled lines are looked for up to this many degrees off horizontal and vertical
 WIDE = 1.5  # a group wider than this many times the number's height (and 1.8 typical digits) is digits touching
 MAX_DIGITS = 20  # more digit-sized groups than this in one picture is not a number
@@ -129,15 +133,72 @@ def paper_and_ink(rgb: np.ndarray) -> np.ndarray:
     dark = np.minimum(np.minimum(red, green), blue)
     grey = (red + green + blue) / 3
     low, middle, high = np.percentile(grey[::2, ::2], [0.5, 50, 99.5])
-    if high - middle > 2 * (middle - low) + 0.05:  # the rare extreme (the ink) is light: light ink on dark
-        dark = 1.0 - np.maximum(np.maximum(red, green), blue)
     short = min(dark.shape)
+    if high - middle > 2 * (middle - low) + 0.05:  # the rare extreme (the ink) is light: light ink on dark
+        # ... unless the light part is a large area: the lit part of a page mostly in shadow
+        if short < SMALL_SIDE or np.mean(grey[::2, ::2] > (middle + high) / 2) < LIGHT_INK_SHARE:
+            dark = 1.0 - np.maximum(np.maximum(red, green), blue)
     if short < SMALL_SIDE:
         paper = float(np.median(_border(dark)))
     else:
         width = int(np.clip(short // 4, 32, 160))
-        paper = ndimage.grey_closing(ndimage.uniform_filter(dark, 3), size=(width, width))
+        smooth = ndimage.uniform_filter(dark, 3)
+        # 'nearest' extends the page beyond its border as it is: a shadow's corner at the border stays
+        # a wide area, where a mirrored border would make it a narrow wedge that the closing fills.
+        paper = ndimage.grey_closing(smooth, size=(width, width), mode="nearest")
+        regions, step = _lit_regions(paper)
+        band = 2 * (step + max(3, max(dark.shape) // 100)) + 1
+        if regions is not None:
+            # Each side of a hard shadow's (or the page's) edge gets its own paper: a closing across
+            # the edge would give a stroke beside it the other side's level, and a shadow's corner
+            # would become a wedge of ink.
+            # Within `band` pixels of an edge (where the fitted line may be off) the darker paper is taken.
+            edge = np.full(paper.shape, 2.0, dtype=paper.dtype)
+            for k in np.unique(regions):
+                inside = regions == k
+                lifted = ndimage.maximum_filter(np.where(inside, smooth, 0.0), size=(width, width), mode="nearest")
+                closed = ndimage.minimum_filter(np.where(inside, lifted, 2.0), size=(width, width), mode="nearest")
+                paper = np.where(inside, closed, paper)
+                edge = np.minimum(edge, closed)
+            near = ndimage.maximum_filter(regions, size=band) != ndimage.minimum_filter(regions, size=band)
+            paper = np.where(near, np.minimum(paper, edge), paper)
+        # A few pixels on the dark side of a shadow's edge still see the lit paper: take the
+        # darker paper within them, so the edge is no thin line of ink.
+        paper = ndimage.minimum_filter(paper, size=max(EDGE, 2 * step + 1))
     return np.clip(1.0 - dark / np.maximum(paper, 1 / 255), 0.0, 1.0).astype("float32")
+
+
+def _lit_regions(paper: np.ndarray):
+    """Hard edges in the paper (a shadow's edge, the page's edge against the table): long straight
+    steps in its brightness, found with Canny and a Hough transform on a copy ~200 pixels across.
+    Returns (an integer map of the areas they cut the page into, the copy's step in pixels), or
+    (None, 1) when the lighting has no such edge."""
+    from skimage.feature import canny
+    from skimage.transform import hough_line, hough_line_peaks
+
+    f = max(1, min(paper.shape) // 200)
+    small = np.log(np.maximum(paper[::f, ::f], 1 / 255))
+    edges = canny(small, sigma=1.5, low_threshold=0.03, high_threshold=0.08)
+    short = min(small.shape)
+    if edges.sum() < 0.3 * short:
+        return None, 1
+    votes, angles, dists = hough_line(edges, theta=np.linspace(-np.pi / 2, np.pi / 2, 180, endpoint=False))
+    rows, cols = np.indices(small.shape)
+    regions = np.zeros(paper.shape, dtype=np.int32)
+    found = 0
+    for _, angle, dist in zip(*hough_line_peaks(votes, angles, dists, num_peaks=4, threshold=0.35 * short,
+                                                min_distance=10, min_angle=10)):
+        side = cols * np.cos(angle) + rows * np.sin(angle) - dist  # signed distance in copy pixels
+        near = (np.abs(side) > 3) & (np.abs(side) < 8)
+        above, below = small[near & (side > 0)], small[near & (side < 0)]
+        if above.size < short or below.size < short or abs(np.median(above) - np.median(below)) < SHADOW_STEP:
+            continue  # not a step in the lighting along its length
+        full_rows, full_cols = np.indices(paper.shape, dtype="float32")
+        regions |= ((full_cols * np.cos(angle) + full_rows * np.sin(angle)) / f > dist) << found
+        found += 1
+        if found == 3:
+            break
+    return (regions, f) if found else (None, 1)
 
 
 def _paper_noise(ink: np.ndarray) -> tuple[float, float]:
@@ -164,9 +225,9 @@ def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
     ink = np.clip(ink - floor, 0.0, 1.0)
     mask = ink > max(MIN_CONTRAST - NOISE_SIGMAS * sigma, 0.03)  # faint pencil on clean paper still counts
     before = ink.copy(), mask.copy()
-    if remove_lines(ink, mask) == 1 and mask.sum() < max(4, 5e-5 * mask.size):
-        # One straight stroke alone on the page is the digit (a 1 filling a tight crop, or MNIST's
-        # 28x28 frame), not ruling: a ruled or squared page has several lines. Keep it.
+    if remove_lines(ink, mask) <= 2 and ink.sum() < 0.3 * before[0].sum():
+        # One straight stroke that was most of the ink is the digit (a 1 filling a tight crop, or
+        # MNIST's 28x28 frame), not ruling: a ruled or squared page has several lines. Keep it.
         ink, mask = before
     blobs, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count == 0:
@@ -222,9 +283,10 @@ def _line_candidates(mask: np.ndarray) -> list[tuple[float, float]]:
     return lines
 
 
-def _line_band(mask: np.ndarray, slope: float, intercept: float):
-    """The rows (offsets x columns) a thin near-horizontal line covers, and the rows just above and
-    below it; None when it is no thin line with paper on both sides (a stroke, a dark area's edge)."""
+def _line_band(mask: np.ndarray, ink: np.ndarray, slope: float, intercept: float):
+    """The rows (offsets x columns) a thin near-horizontal line covers, and the line's own ink
+    there (each row's median over the columns where only the line is); None when it is no thin
+    line with paper on both sides (a stroke, a dark area's edge)."""
     height, width = mask.shape
     reach = 6 + int(math.ceil(width / 400))
     offsets = np.arange(-reach, reach + 1)
@@ -232,7 +294,12 @@ def _line_band(mask: np.ndarray, slope: float, intercept: float):
     rows = np.rint(intercept + slope * cols)[None, :] + offsets[:, None]  # (offsets, columns)
     inside = (rows >= 0) & (rows < height)
     hits = mask[np.clip(rows, 0, height - 1).astype(int), cols[None, :]] & inside
-    profile = hits.mean(axis=1)
+    # The line's profile from the columns where only the line is: a stroke that crosses it (ink at
+    # the window's top or bottom too) would widen the profile into the stroke.
+    clean = ~(hits[:2].any(axis=0) | hits[-2:].any(axis=0))
+    if clean.mean() < 0.3:
+        return None
+    profile = hits[:, clean].mean(axis=1)
     peak = int(profile.argmax())
     if profile[peak] < 0.5:  # not a line across this page after all
         return None
@@ -243,20 +310,21 @@ def _line_band(mask: np.ndarray, slope: float, intercept: float):
         hi += 1
     if lo < 3 or hi > len(offsets) - 4 or hi - lo + 1 > max(3, 0.03 * min(height, width)):
         return None
-    return rows[lo - 2: hi + 3], rows[lo - 3], rows[hi + 3]  # the band 2 px wider: no dashes left
+    band = rows[lo - 2: hi + 3]  # the band 2 px wider: no dashes left
+    level = np.median(ink[np.clip(band[:, clean], 0, height - 1).astype(int), cols[None, clean]], axis=1)
+    level = np.maximum(level, np.maximum(np.r_[level[1:], 0], np.r_[0, level[:-1]]))  # +-1 row: the line's drift
+    return band, np.broadcast_to(level[:, None], band.shape)
 
 
 def remove_lines(ink: np.ndarray, mask: np.ndarray) -> int:
     """Remove ruled, squared-grid and margin lines from `ink` and `mask` in place: thin straight
     structures running across LINE_SPAN of the page, horizontal or vertical within LINE_TILT degrees.
-    A line's pixels stay where a stroke (ink that is not itself a line) crosses it. Returns how
+    A line's pixels stay where they are clearly darker than the line (a stroke on it). Returns how
     many lines were removed."""
-    from scipy import ndimage
-
     found, lines = [], np.zeros_like(mask)
-    for horizontal, m, l in ((True, mask, lines), (False, mask.T, lines.T)):
+    for horizontal, a, m, l in ((True, ink, mask, lines), (False, ink.T, mask.T, lines.T)):
         for slope, intercept in _line_candidates(m):
-            band = _line_band(m, slope, intercept)
+            band = _line_band(m, a, slope, intercept)
             # one line, found twice (neighbouring Hough cells): the band already covers it
             if band is not None and not l[np.clip(band[0][len(band[0]) // 2], 0, m.shape[0] - 1).astype(int),
                                           np.arange(m.shape[1])].mean() > 0.5:
@@ -266,18 +334,17 @@ def remove_lines(ink: np.ndarray, mask: np.ndarray) -> int:
                 found.append((horizontal, band))
     if not found:
         return 0
-    strokes = mask & ~lines
-    for horizontal, (rows, above, below) in found:
-        a, m, s = (ink, mask, strokes) if horizontal else (ink.T, mask.T, strokes.T)
+    for horizontal, (rows, level) in found:
+        a, m = (ink, mask) if horizontal else (ink.T, mask.T)
         height, width = m.shape
-        cols = np.arange(width)
-        wide = ndimage.maximum_filter1d(s, size=5, axis=1)
-        crossed = (wide[np.clip(above, 0, height - 1).astype(int), cols] & (above >= 0)
-                   & wide[np.clip(below, 0, height - 1).astype(int), cols] & (below < height))
-        valid = (rows >= 0) & (rows < height) & ~crossed[None, :]
-        r, c = rows[valid].astype(int), np.broadcast_to(cols, rows.shape)[valid]
-        a[r, c] = 0.0
-        m[r, c] = False
+        cols = np.broadcast_to(np.arange(width), rows.shape)
+        inside = (rows >= 0) & (rows < height)
+        r, c = rows[inside].astype(int), cols[inside]
+        # The line's own ink is taken away: a stroke on it (crossing it, running along it as a
+        # 7's bar or a 1's stem does) keeps what it adds to the line; the line alone goes to 0.
+        left = np.maximum(a[r, c] - level[inside] - LINE_MARGIN, 0.0)
+        a[r, c] = left
+        m[r, c] &= left > 0.03
     return len(found)
 
 
