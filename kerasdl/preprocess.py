@@ -36,11 +36,11 @@ SIZE, BOX = 28, 20  # MNIST's frame and the box its digits are scaled into
 CENTRE = 14.0  # where MNIST puts the centre of mass (mean over the test set: 13.99, 14.01)
 MAX_PIXELS = 25_000_000  # larger images are refused before decoding (decompression bombs)
 WORK_SIDE = 1000  # photographs are read at most this many pixels on their longer side (JPEG: decoded so)
-LIGHT_INK_SHARE = 0.3  # light ink on a dark ground covers less of a photo than this; a lit page more
 SHADOW_STEP = 0.15  # a straight edge in the paper's log brightness this high is a hard shadow's or the page's
 EDGE = 5  # pixels: the paper is taken as the darkest within this window, so shadow edges are no ink
 SMALL_SIDE = 128  # an image with a shorter side than this is a crop: one paper level, not a local model
 MIN_CONTRAST = 0.1  # ink this close to the background is no ink
+GRAIN_BLOCK = 32  # pixels: the grain is measured per block this size (a shadow's grain is larger)
 NOISE_SIGMAS = 4  # background noise (its spread estimated robustly) up to this many sigmas is not ink
 PEAK_PERCENTILE = 99  # of the ink: stretched to 1 (a robust maximum; 70..99 read UCI's digits alike)
 SPECK = 0.02  # blobs with less ink than this share of the largest blob's are not part of the digit
@@ -135,37 +135,53 @@ def paper_and_ink(rgb: np.ndarray) -> np.ndarray:
     low, middle, high = np.percentile(grey[::2, ::2], [0.5, 50, 99.5])
     short = min(dark.shape)
     if high - middle > 2 * (middle - low) + 0.05:  # the rare extreme (the ink) is light: light ink on dark
-        # ... unless the light part is a large area: the lit part of a page mostly in shadow
-        if short < SMALL_SIDE or np.mean(grey[::2, ::2] > (middle + high) / 2) < LIGHT_INK_SHARE:
+        # ... unless the light part is a wide area, not strokes: the lit part of a page mostly in shadow
+        light = grey[::2, ::2] > (middle + high) / 2
+        wide = max(3, min(light.shape) // 5)  # a fifth of the picture: wider than any stroke
+        if short < SMALL_SIDE or not ndimage.binary_erosion(light, np.ones((wide, wide), bool)).any():
             dark = 1.0 - np.maximum(np.maximum(red, green), blue)
     if short < SMALL_SIDE:
         paper = float(np.median(_border(dark)))
     else:
         width = int(np.clip(short // 4, 32, 160))
-        smooth = ndimage.uniform_filter(dark, 3)
-        # 'nearest' extends the page beyond its border as it is: a shadow's corner at the border stays
-        # a wide area, where a mirrored border would make it a narrow wedge that the closing fills.
-        paper = ndimage.grey_closing(smooth, size=(width, width), mode="nearest")
+        paper = _closing(ndimage.uniform_filter(dark, 3), width)
         regions, step = _lit_regions(paper)
-        band = 2 * (step + max(3, max(dark.shape) // 100)) + 1
         if regions is not None:
             # Each side of a hard shadow's (or the page's) edge gets its own paper: a closing across
             # the edge would give a stroke beside it the other side's level, and a shadow's corner
-            # would become a wedge of ink.
-            # Within `band` pixels of an edge (where the fitted line may be off) the darker paper is taken.
+            # would become a wedge of ink. Within `band` pixels of an edge (where the fitted line
+            # may be off) the darker side's paper is taken.
+            smooth = ndimage.uniform_filter(dark, 3)
             edge = np.full(paper.shape, 2.0, dtype=paper.dtype)
             for k in np.unique(regions):
-                inside = regions == k
-                lifted = ndimage.maximum_filter(np.where(inside, smooth, 0.0), size=(width, width), mode="nearest")
-                closed = ndimage.minimum_filter(np.where(inside, lifted, 2.0), size=(width, width), mode="nearest")
-                paper = np.where(inside, closed, paper)
+                closed = _closing(smooth, width, regions == k)
+                paper = np.where(regions == k, closed, paper)
                 edge = np.minimum(edge, closed)
+            band = 2 * (step + max(3, max(dark.shape) // 100)) + 1
             near = ndimage.maximum_filter(regions, size=band) != ndimage.minimum_filter(regions, size=band)
             paper = np.where(near, np.minimum(paper, edge), paper)
         # A few pixels on the dark side of a shadow's edge still see the lit paper: take the
         # darker paper within them, so the edge is no thin line of ink.
         paper = ndimage.minimum_filter(paper, size=max(EDGE, 2 * step + 1))
     return np.clip(1.0 - dark / np.maximum(paper, 1 / 255), 0.0, 1.0).astype("float32")
+
+
+def _closing(x: np.ndarray, width: int, inside: np.ndarray | None = None) -> np.ndarray:
+    """A grey closing (maximum then minimum filter, `width` square) of `x` as if the page went on
+    beyond its border as it is at the border (a table's strip or a shadow's corner there stays
+    dark; a mirrored or once-extended border would close it). With `inside`, only those pixels
+    count: the closing of that area alone, extended to the pixels around it."""
+    from scipy import ndimage
+
+    pad = width // 2 + 1
+    x = np.pad(x, pad, mode="edge")
+    if inside is not None:
+        inside = np.pad(inside, pad, mode="edge")
+        x = np.where(inside, x, 0.0)
+    lifted = ndimage.maximum_filter(x, size=(width, width), mode="nearest")
+    if inside is not None:
+        lifted = np.where(inside, lifted, 2.0)
+    return ndimage.minimum_filter(lifted, size=(width, width), mode="nearest")[pad:-pad, pad:-pad]
 
 
 def _lit_regions(paper: np.ndarray):
@@ -209,6 +225,22 @@ def _paper_noise(ink: np.ndarray) -> tuple[float, float]:
     return level, 1.4826 * float(np.median(np.abs(sample - level)))
 
 
+def _grain(ink: np.ndarray) -> np.ndarray:
+    """The local grain of `ink` (H, W): the robust spread of its fine detail (ink minus a 1-pixel
+    blur, where strokes are smooth and grain is not) in blocks of GRAIN_BLOCK pixels, each block
+    taken as the median of it and its neighbours, spread back to every pixel."""
+    from scipy import ndimage
+
+    height, width = ink.shape
+    b = GRAIN_BLOCK
+    rows, cols = max(1, height // b), max(1, width // b)
+    detail = np.abs(ink - ndimage.gaussian_filter(ink, sigma=1.0))[: rows * b, : cols * b]
+    spread = np.median(detail.reshape(rows, b, cols, b).transpose(0, 2, 1, 3).reshape(rows, cols, -1), axis=2)
+    spread = ndimage.median_filter(spread, size=3, mode="nearest")
+    full = np.repeat(np.repeat(spread, b, axis=0), b, axis=1)
+    return np.pad(full, ((0, height - full.shape[0]), (0, width - full.shape[1])), mode="edge")
+
+
 def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
     """A photograph (H, W, 3) in [0, 1] -> ink in [0, 1]: paper, noise, ruled lines and specks out.
 
@@ -218,14 +250,22 @@ def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
 
     ink = paper_and_ink(rgb)
     level, sigma = _paper_noise(ink)
+    floor = level + NOISE_SIGMAS * sigma
     if min(ink.shape) >= SMALL_SIDE and sigma > 0.005:  # a photo's grain is finer than its strokes: average it out
+        grain = _grain(ink)
         ink = ndimage.gaussian_filter(ink, sigma=1.0)
         level, sigma = _paper_noise(ink)
-    floor = level + NOISE_SIGMAS * sigma
+        # The grain is not the same everywhere: relative to the paper it is larger in a shadow or on
+        # a dark table. Where it is larger than the page's typical grain, the floor rises with it.
+        floor = level + NOISE_SIGMAS * sigma * np.maximum(grain / max(float(np.median(grain)), 1e-6), 1.0)
+    threshold = max(MIN_CONTRAST - NOISE_SIGMAS * sigma, 0.03)  # faint pencil on clean paper still counts
+    # Ruled lines are looked for above the page's one floor: a line must be seen across the whole
+    # page, in a shadow too, where the local floor would break it into pieces.
+    search = ink > level + NOISE_SIGMAS * sigma + threshold
     ink = np.clip(ink - floor, 0.0, 1.0)
-    mask = ink > max(MIN_CONTRAST - NOISE_SIGMAS * sigma, 0.03)  # faint pencil on clean paper still counts
+    mask = ink > threshold
     before = ink.copy(), mask.copy()
-    if remove_lines(ink, mask) <= 2 and ink.sum() < 0.3 * before[0].sum():
+    if remove_lines(ink, mask, search) <= 2 and ink.sum() < 0.3 * before[0].sum():
         # One straight stroke that was most of the ink is the digit (a 1 filling a tight crop, or
         # MNIST's 28x28 frame), not ruling: a ruled or squared page has several lines. Keep it.
         ink, mask = before
@@ -316,13 +356,14 @@ def _line_band(mask: np.ndarray, ink: np.ndarray, slope: float, intercept: float
     return band, np.broadcast_to(level[:, None], band.shape)
 
 
-def remove_lines(ink: np.ndarray, mask: np.ndarray) -> int:
+def remove_lines(ink: np.ndarray, mask: np.ndarray, search: np.ndarray | None = None) -> int:
     """Remove ruled, squared-grid and margin lines from `ink` and `mask` in place: thin straight
-    structures running across LINE_SPAN of the page, horizontal or vertical within LINE_TILT degrees.
-    A line's pixels stay where they are clearly darker than the line (a stroke on it). Returns how
-    many lines were removed."""
+    structures running across LINE_SPAN of the page, horizontal or vertical within LINE_TILT degrees,
+    looked for in `search` (default: `mask`). A line's pixels stay where they are clearly darker
+    than the line (a stroke on it). Returns how many lines were removed."""
+    search = mask if search is None else search
     found, lines = [], np.zeros_like(mask)
-    for horizontal, a, m, l in ((True, ink, mask, lines), (False, ink.T, mask.T, lines.T)):
+    for horizontal, a, m, l in ((True, ink, search, lines), (False, ink.T, search.T, lines.T)):
         for slope, intercept in _line_candidates(m):
             band = _line_band(m, a, slope, intercept)
             # one line, found twice (neighbouring Hough cells): the band already covers it

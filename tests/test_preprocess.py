@@ -177,6 +177,38 @@ def test_a_small_blue_digit_anywhere_in_a_large_jpeg_photo_with_dust_and_a_table
     assert np.abs(out - reference).mean() < 0.06
 
 
+def diagonal_shadow(pixels: np.ndarray, depth: float, slope: float, offset: float) -> np.ndarray:
+    """A hard shadow below the line row = offset + slope * column (its corner at the page's border)."""
+    rows, cols = np.indices(pixels.shape[:2])
+    shaded = pixels.astype("float32")
+    shaded[rows > offset + slope * cols] *= depth
+    return shaded.clip(0, 255).astype("uint8")
+
+
+@pytest.mark.parametrize("case", ["shadow_edge_through_the_digit", "page_mostly_in_shadow",
+                                  "bar_on_a_ruled_line", "tall_digit_across_ruled_lines"])
+def test_hard_shadows_and_ruled_lines_leave_the_digit_as_on_clean_paper(case):
+    # Each case once lost or damaged the digit: a closing across a shadow's edge gave strokes beside
+    # it the wrong paper and filled the shadow's corner at the border as a wedge of ink; a page
+    # mostly in shadow was taken for light ink on a dark ground; a ruled line under a 7's bar took
+    # the bar with it; lines crossing a tall digit were not seen as lines and joined it to the border.
+    rng = np.random.default_rng(3)
+    height, top = (240, 30) if case == "tall_digit_across_ruled_lines" else (120, 90)
+    reference = preprocess.load(encode(photo(seven(height), (300, 400), top, 150, rng), mode="RGB"))
+    ruled = case in ("bar_on_a_ruled_line", "tall_digit_across_ruled_lines")
+    pixels = photo(seven(height), (300, 400), top, 150, rng, ruled=ruled)
+    if case == "shadow_edge_through_the_digit":
+        pixels[:, :30] = (60, 45, 30)  # the table beyond the page's edge
+        pixels = diagonal_shadow(pixels, 0.4, 1.2, -60.0)  # its edge crosses the 7's stem
+    elif case == "page_mostly_in_shadow":
+        pixels = diagonal_shadow(pixels, 0.3, -0.3, 120.0)  # 80% of the page, deep
+    out = preprocess.load(encode(pixels, mode="RGB"))
+    assert box(out)[0] == 20
+    assert np.abs(out - reference).mean() < 0.05, np.abs(out - reference).mean()
+    top_row = np.nonzero(out.max(axis=1) > 0.5)[0][0]
+    assert (out[top_row: top_row + 3] > 0.5).any(axis=0).sum() >= 10  # the bar runs across the digit
+
+
 def test_a_ruled_page_with_nothing_written_is_no_ink():
     rng = np.random.default_rng(2)
     with pytest.raises(preprocess.NoInkError, match="no ink found"):
