@@ -197,9 +197,9 @@ def render(digit: np.ndarray, condition: str, rng: np.random.Generator) -> bytes
     colour = np.array([0.08, 0.08, 0.1], "float32") * rng.uniform(0.6, 1.6)
     darkness = rng.uniform(0.8, 1.0)
     if condition == "pencil" or (every and rng.random() < 0.5):
-        # graphite's grey relative to the paper it is on (it only darkens: an absolute grey came out
-        # as light as the dimmed grey paper of the combined rows, or lighter)
-        colour = np.full(3, rng.uniform(0.35, 0.6) * float(paper.min()), "float32")
+        # graphite's own grey, but never lighter than 0.65 of the paper it is on (it only darkens:
+        # on the dimmed grey paper of the combined rows an absolute grey came out as light as it)
+        colour = np.full(3, min(rng.uniform(0.3, 0.55), 0.65 * float(paper.min())), "float32")
         darkness = rng.uniform(0.6, 0.9)
         canvas *= rng.uniform(0.55, 1.0, canvas.shape).astype("float32")
     elif condition == "ballpoint" or every:
