@@ -15,6 +15,7 @@ PRIVATE = {
     "tensorflow.python.framework.config": ("disable_op_determinism",),
     "keras.src.backend.tensorflow.trainer": ("reduce_per_replica", "_collective_all_reduce_multi_worker"),
     "keras.Model": ("_symbolic_build", "_distribute_strategy"),
+    "keras.optimizers.Adam": ("_momentums", "_velocities", "_get_variable_index"),
 }
 
 
@@ -25,6 +26,46 @@ def disable_op_determinism() -> None:
     from tensorflow.python.framework import config as tf_config
 
     tf_config.disable_op_determinism()
+
+
+def fused_adam(optimizer):
+    """`optimizer` (a `keras.optimizers.Adam`), its update run by TensorFlow's fused kernel.
+
+    Keras 3.15's Adam writes its update as about ten separate element-wise ops, each a pass
+    over the weights and its two moment slots; TensorFlow's `ResourceApplyAdam` computes the
+    same formula (m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
+    w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)) in one pass. On our 2-core EPYC
+    that is 0.75 ms instead of 1.4 ms of a 784-512-10 MLP's step, and 12% of its epoch with two
+    processes side by side (docs/performance.md). The result rounds differently in the last bits,
+    not in meaning; the same seed still gives bit-identical weights run after run.
+
+    Only the instance's `update_step` is replaced, so a saved model records and reloads a plain
+    Adam. It reads the moment slots through Adam's private `_momentums`, `_velocities` and
+    `_get_variable_index`, and hands anything the kernel does not cover to Keras' own step:
+    AMSGrad, sparse gradients, non-float32 weights, and updates under a tf.distribute strategy
+    (whose mirrored slots are not plain resource variables).
+    """
+    import types
+
+    import keras
+    import tensorflow as tf
+
+    def update_step(self, gradient, variable, learning_rate):
+        if (self.amsgrad or isinstance(gradient, tf.IndexedSlices) or tf.distribute.has_strategy()
+                or variable.dtype != tf.float32):
+            return keras.optimizers.Adam.update_step(self, gradient, variable, learning_rate)
+        index = self._get_variable_index(variable)
+        m, v = self._momentums[index].value, self._velocities[index].value
+        weights = variable.value if isinstance(variable, keras.Variable) else variable
+        step = tf.cast(self.iterations + 1, tf.float32)
+        beta_1, beta_2 = tf.cast(self.beta_1, tf.float32), tf.cast(self.beta_2, tf.float32)
+        tf.raw_ops.ResourceApplyAdam(
+            var=weights.handle, m=m.handle, v=v.handle, beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, tf.float32), beta1=beta_1, beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, tf.float32), grad=tf.cast(gradient, tf.float32))
+
+    optimizer.update_step = types.MethodType(update_step, optimizer)
+    return optimizer
 
 
 @contextlib.contextmanager
