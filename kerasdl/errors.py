@@ -42,10 +42,12 @@ def creatable(path: Path, flag: str) -> Path:
 
 
 def run_cli(main, prog: str, argv=None) -> int:
-    """Run `main(argv)` with TensorFlow's start-up chatter filtered from stderr (kerasdl.quiet);
-    turn a UsageError into `prog: error: ...` on stderr and exit code 2."""
-    from kerasdl import quiet
+    """Run `main(argv)` with TensorFlow's start-up chatter filtered from stderr (kerasdl.quiet) and
+    its oneDNN kernels on (kerasdl.use_onednn); turn a UsageError into `prog: error: ...` on stderr
+    and exit code 2."""
+    from kerasdl import quiet, use_onednn
 
+    use_onednn()  # before any TensorFlow import: the commands import it lazily, after this
     quiet.install()
     try:
         return main(argv) or 0

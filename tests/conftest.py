@@ -17,6 +17,12 @@ SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist.npz"
 if not os.environ.get("KERASDL_MNIST") and SHARED_MNIST.exists():
     os.environ["KERASDL_MNIST"] = str(SHARED_MNIST)
 
+# The kernels the commands run with (kerasdl.use_onednn), set before any test imports TensorFlow;
+# the commands the tests start inherit it.
+from kerasdl import use_onednn  # noqa: E402
+
+use_onednn()
+
 
 def under_ci() -> bool:
     """CI=true (as CI services and .ci/run set it): what a test needs must be there."""

@@ -119,3 +119,31 @@ def test_fused_adam_follows_keras_adam_and_runs_the_fused_kernel():
     ops = {op.type for op in step.get_concrete_function().graph.get_operations()}
     assert "ResourceApplyAdam" in ops, sorted(ops)
 
+
+def test_the_commands_run_tensorflow_with_onednn_unless_told_otherwise(tmp_path):
+    """kerasdl.use_onednn in run_cli comes before TensorFlow is imported (no command imports it
+    at module level), and an explicit TF_ENABLE_ONEDNN_OPTS=0 is kept."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import sys\n"
+        "import kerasdl.mnist, kerasdl.report, kerasdl.theory, kerasdl.toy, kerasdl.autoencoder, kerasdl.digits\n"
+        "import kerasdl.predict, kerasdl.serve.app, tuning.__main__\n"
+        "assert 'tensorflow' not in sys.modules, 'a command module imports TensorFlow before run_cli'\n"
+        "from kerasdl.errors import run_cli\n"
+        "def main(argv):\n"
+        "    from tensorflow.python.util import _pywrap_util_port\n"
+        "    print('onednn', _pywrap_util_port.IsMklEnabled())\n"
+        "run_cli(main, 'probe')\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for setting, expected in ((None, "True"), ("0", "False")):
+        env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+        if setting is not None:
+            env["TF_ENABLE_ONEDNN_OPTS"] = setting
+        out = subprocess.run([sys.executable, str(script)], cwd=root, env={**env, "PYTHONPATH": root},
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert f"onednn {expected}" in out.stdout, (setting, out.stdout, out.stderr[-500:])
