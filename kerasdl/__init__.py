@@ -35,21 +35,27 @@ def cpu() -> dict:
             "text": f"{model}, {os.cpu_count()} CPUs, flags: {' '.join(present) or 'none of ' + ' '.join(CPU_FLAGS_OF_INTEREST)}"}
 
 
-def use_onednn() -> None:
-    """Let TensorFlow run its CPU kernels through oneDNN in this process (`TF_ENABLE_ONEDNN_OPTS=1`)
-    unless the environment already says either way. It must run before TensorFlow is imported: the
-    command-line entry points (kerasdl.errors.run_cli) and the test suite call it, and the report's
-    worker processes inherit it.
+def use_onednn(on: bool = True) -> None:
+    """Whether TensorFlow runs its CPU kernels through oneDNN in this process and the processes it
+    starts (`TF_ENABLE_ONEDNN_OPTS`), unless the user's environment already says either way. It must
+    run before TensorFlow is imported: the command-line entry points (kerasdl.errors.run_cli), the
+    report's worker processes and the test suite call it.
 
     TensorFlow turns oneDNN on by itself only on Intel CPUs with AVX-512 VNNI or newer. On our
-    2-core AMD EPYC (AVX2, FMA) it made one epoch of the 784-512-10 MLP 14% and one of the
-    convnet 30% cheaper in CPU time (docs/performance.md, "oneDNN"). Its sums run in another
-    order than Eigen's, so float32 results differ in the last bits, not in meaning; the same seed
-    still gives bit-identical reruns. `TF_ENABLE_ONEDNN_OPTS=0` keeps Eigen's kernels.
+    2-core AMD EPYC (AVX2, FMA) it made one epoch of the 784-512-10 MLP and of the convnet
+    cheaper in CPU time, but the toy section's four-input convnet 20% dearer (oneDNN's set-up per
+    op outweighs its kernels on tensors that small): `python bench/kernels.py`, and
+    docs/performance.md, "Kernels". So the toy command passes `on=False`. oneDNN sums in another
+    order than Eigen, so float32 results differ in the last bits, not in meaning; the same seed
+    still gives bit-identical reruns. A value set here is marked (KERASDL_ONEDNN=default) so that a
+    later call, e.g. in a report worker about to run the toy stage, may choose again; a user's own
+    `TF_ENABLE_ONEDNN_OPTS` always stands.
     """
     import os
 
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    if "TF_ENABLE_ONEDNN_OPTS" not in os.environ or os.environ.get("KERASDL_ONEDNN") == "default":
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if on else "0"
+        os.environ["KERASDL_ONEDNN"] = "default"
 
 
 def cpu_has_bf16() -> bool | None:

@@ -41,13 +41,13 @@ def creatable(path: Path, flag: str) -> Path:
     return path
 
 
-def run_cli(main, prog: str, argv=None) -> int:
+def run_cli(main, prog: str, argv=None, onednn: bool = True) -> int:
     """Run `main(argv)` with TensorFlow's start-up chatter filtered from stderr (kerasdl.quiet) and
-    its oneDNN kernels on (kerasdl.use_onednn); turn a UsageError into `prog: error: ...` on stderr
-    and exit code 2."""
+    its oneDNN kernels on or off (kerasdl.use_onednn); turn a UsageError into `prog: error: ...` on
+    stderr and exit code 2."""
     from kerasdl import quiet, use_onednn
 
-    use_onednn()  # before any TensorFlow import: the commands import it lazily, after this
+    use_onednn(onednn)  # before any TensorFlow import: the commands import it lazily, after this
     quiet.install()
     try:
         return main(argv) or 0
@@ -94,11 +94,11 @@ def parse_config_args(p: argparse.ArgumentParser, argv) -> tuple[dict, bool]:
     return values, values.pop("quiet")
 
 
-def entry_point(main, prog: str):
+def entry_point(main, prog: str, onednn: bool = True):
     """The console-script entry point running `main` (`run_cli`): errors become one line and exit code 2."""
 
     def cli() -> None:
-        sys.exit(run_cli(main, prog))
+        sys.exit(run_cli(main, prog, onednn=onednn))
 
     cli.__doc__ = f"`{prog}`: console-script entry point; errors become one line and exit code 2."
     return cli

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from kerasdl import use_onednn
 from kerasdl.atomic import replacing, write_text
 from kerasdl.errors import UsageError, clock, entry_point, positive, progress, writable_dir
 
@@ -217,6 +218,12 @@ def _ran(name: str, result: dict, seconds: float, status: dict, timings: dict, t
         write_text(timings_path, json.dumps(timings, indent=2))
 
 
+EIGEN_STAGES = ("toy",)
+"""Stages whose worker runs TensorFlow's Eigen kernels rather than oneDNN's: the toy's four-input
+convnet, where oneDNN's set-up per op outweighs its kernels (kerasdl.use_onednn; its command,
+`python -m kerasdl.toy`, makes the same choice)."""
+
+
 def worker_threads(jobs: int) -> int:
     """TensorFlow threads per worker process: the CPUs this process may use, shared out."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -311,6 +318,7 @@ def _stage_in_worker(rebuild: dict, name: str, threads: int, log_path: str, outc
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
+    use_onednn(name not in EIGEN_STAGES)  # before TensorFlow starts: building the stages imports it
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)

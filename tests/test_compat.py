@@ -122,7 +122,8 @@ def test_fused_adam_follows_keras_adam_and_runs_the_fused_kernel():
 
 def test_the_commands_run_tensorflow_with_onednn_unless_told_otherwise(tmp_path):
     """kerasdl.use_onednn in run_cli comes before TensorFlow is imported (no command imports it
-    at module level), and an explicit TF_ENABLE_ONEDNN_OPTS=0 is kept."""
+    at module level); a command may choose Eigen's kernels (the toy's), and a user's explicit
+    TF_ENABLE_ONEDNN_OPTS wins over either choice."""
     import os
     import subprocess
     import sys
@@ -137,13 +138,14 @@ def test_the_commands_run_tensorflow_with_onednn_unless_told_otherwise(tmp_path)
         "def main(argv):\n"
         "    from tensorflow.python.util import _pywrap_util_port\n"
         "    print('onednn', _pywrap_util_port.IsMklEnabled())\n"
-        "run_cli(main, 'probe')\n")
+        "run_cli(main, 'probe', onednn=sys.argv[1] == 'on')\n")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for setting, expected in ((None, "True"), ("0", "False")):
-        env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    for setting, command, expected in ((None, "on", "True"), (None, "off", "False"), ("0", "on", "False"),
+                                       ("1", "off", "True")):
+        env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "KERASDL_ONEDNN")}
         if setting is not None:
             env["TF_ENABLE_ONEDNN_OPTS"] = setting
-        out = subprocess.run([sys.executable, str(script)], cwd=root, env={**env, "PYTHONPATH": root},
+        out = subprocess.run([sys.executable, str(script), command], cwd=root, env={**env, "PYTHONPATH": root},
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr[-2000:]
-        assert f"onednn {expected}" in out.stdout, (setting, out.stdout, out.stderr[-500:])
+        assert f"onednn {expected}" in out.stdout, (setting, command, out.stdout, out.stderr[-500:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -108,6 +109,10 @@ def test_stages_run_side_by_side_in_workers_with_the_same_results(quick_report, 
     # one thread instead of two may round differently, never differ in meaning
     assert again["test_accuracy"] == pytest.approx(before["test_accuracy"], abs=0.01)
     assert summary["stages"]["cnn"].startswith("reused")
+    if os.environ.get("KERASDL_ONEDNN") == "default":  # the kernels are kerasdl's choice, not the user's
+        on = "oneDNN custom operations are on"  # TensorFlow's own line at start-up
+        assert on in (runs / "logs" / "linear.log").read_text()
+        assert on not in (runs / "logs" / "toy.log").read_text()  # the toy stage's worker runs Eigen's kernels
 
 
 def test_a_corrupt_summary_is_rerun_not_fatal(tmp_path):
