@@ -116,11 +116,12 @@ def describe_config(summary: dict) -> str:
 
 
 # Seconds per stage of `python -m kerasdl.report --fresh --out docs/results` with --jobs 2 (two stages
-# at a time, one TensorFlow thread each), 2026-11-29 08:58-09:24, AMD EPYC, 2 cores, nothing else
-# running; 25 min 56 s in all: a first full run here estimates its time left from these.
-REFERENCE_TIMINGS = {"theory": 325.4, "toy": 101.1, "linear": 22.1, "mlp": 84.8, "cnn": 381.7, "mlp_sgd": 79.3,
-                     "mlp_sigmoid": 85.2, "tuning_lr": 872.4, "tuning_lr_sgd": 77.2, "tuning_depth": 705.8,
-                     "autoencoder": 329.7}
+# at a time, one TensorFlow thread each), 2026-11-29 13:57-14:18, AMD EPYC, 2 cores, nothing else
+# running, commit 485b760 (oneDNN's kernels, the fused Adam); 20 min 47 s in all: a first full run
+# here estimates its time left from these.
+REFERENCE_TIMINGS = {"theory": 164.5, "toy": 109.5, "linear": 23.3, "mlp": 74.5, "cnn": 279.9, "mlp_sgd": 95.0,
+                     "mlp_sigmoid": 68.5, "tuning_lr": 695.6, "tuning_lr_sgd": 64.1, "tuning_depth": 651.5,
+                     "autoencoder": 231.9}
 
 
 def run_stages(all_stages: list[Stage], fresh: bool, reuse_only: bool = False,
