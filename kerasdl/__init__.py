@@ -42,10 +42,10 @@ def use_onednn(on: bool = True) -> None:
     report's worker processes and the test suite call it.
 
     TensorFlow turns oneDNN on by itself only on Intel CPUs with AVX-512 VNNI or newer. On our
-    2-core AMD EPYC (AVX2, FMA) it made one epoch of the 784-512-10 MLP and of the convnet
-    cheaper in CPU time, but the toy section's four-input convnet 20% dearer (oneDNN's set-up per
-    op outweighs its kernels on tensors that small): `python bench/kernels.py`, and
-    docs/performance.md, "Kernels". So the toy command passes `on=False`. oneDNN sums in another
+    2-core AMD EPYC (AVX2, FMA) it made one epoch of the 784-512-10 MLP 0.87x and one of the
+    convnet 0.62x as costly in CPU time (`python bench/kernels.py`), but the toy section's
+    four-input convnet about 20% slower (oneDNN's set-up per op outweighs its kernels on tensors
+    that small; docs/performance.md, "Kernels"), so the toy command passes `on=False`. oneDNN sums in another
     order than Eigen, so float32 results differ in the last bits, not in meaning; the same seed
     still gives bit-identical reruns. A value set here is marked (KERASDL_ONEDNN=default) so that a
     later call, e.g. in a report worker about to run the toy stage, may choose again; a user's own
