@@ -142,8 +142,12 @@ def main(argv=None) -> int:
                                            "images_per_second_batch1000", "latency_ms_median")}
     ratio["test_accuracy"] = ours["test_accuracy"] - ref["test_accuracy"]
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    machine = f"{cpu()['text']}; {platform.python_implementation()} {platform.python_version()}"
-    result = {"quick": args.quick, "when": when, "machine": machine, "reference": ref, "ours": ours,
+    from tensorflow.python.util import _pywrap_util_port  # which kernels both models ran on (kerasdl.use_onednn)
+
+    onednn = bool(_pywrap_util_port.IsMklEnabled())
+    machine = (f"{cpu()['text']}; {platform.python_implementation()} {platform.python_version()}; "
+               f"TensorFlow's oneDNN kernels {'on' if onednn else 'off'}")
+    result = {"quick": args.quick, "when": when, "machine": machine, "onednn": onednn, "reference": ref, "ours": ours,
               "ours_over_reference": ratio}
     write_text(out / "cnn_vs_reference.json", json.dumps(result, indent=2))
     write_text(out / "cnn_vs_reference.md", markdown([ref, ours], ratio, when, machine))

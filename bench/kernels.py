@@ -27,9 +27,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kerasdl import cpu  # noqa: E402
-from kerasdl.errors import UsageError, positive, run_cli, writable_dir  # noqa: E402
+from kerasdl.errors import positive, run_cli, writable_dir  # noqa: E402
 from kerasdl.atomic import write_text  # noqa: E402
 
+CHILD = "KERASDL_KERNELS_CHILD"  # set in the children this script starts: they measure, it tabulates
 MODELS = ("mlp", "cnn")
 ADAMS = ("fused", "keras")
 
@@ -45,7 +46,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive(int), default=1, help="TensorFlow threads per child (default 1)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/kernels.json"),
                    help="the JSON result (default runs/bench/kernels.json)")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -64,7 +64,7 @@ def child(args) -> dict:
         cfg = mnist.config_for(name, limit=args.limit)
         split = data.mnist_split("image" if name == "cnn" else "flat", limit=args.limit)
         batches, steps = training.train_batches(split.x_train, split.y_train, cfg.batch_size, cfg.seed)
-        for adam in ADAMS:
+        for adam in (ADAMS if args.rounds % 2 else ADAMS[::-1]):  # the parent alternates which goes first
             training.seed_everything(cfg.seed)
             model = mnist.make_model_fn(cfg)(steps)
             if adam == "keras":
@@ -101,7 +101,7 @@ def table(results: list[dict]) -> str:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    if args.child:
+    if os.environ.get(CHILD) == "1":
         print(json.dumps(child(args)))
         return 0
     out = args.out
@@ -113,23 +113,29 @@ def main(argv=None) -> int:
     for round_ in range(1, args.rounds + 1):
         for setting in ("1", "0"):
             start = time.perf_counter()
-            argv_child = [sys.executable, __file__, "--child", "--epochs", str(args.epochs), "--limit", str(args.limit),
-                          "--threads", str(args.threads)]
+            # --rounds tells a child its round: odd rounds train with the fused Adam first, even ones second
+            argv_child = [sys.executable, __file__, "--epochs", str(args.epochs), "--limit", str(args.limit),
+                          "--threads", str(args.threads), "--rounds", str(round_)]
             env = {k: v for k, v in os.environ.items() if k != "KERASDL_ONEDNN"}  # explicit: the child keeps it
-            done = subprocess.run(argv_child, env={**env, "TF_ENABLE_ONEDNN_OPTS": setting}, capture_output=True,
-                                  text=True)
+            done = subprocess.run(argv_child, env={**env, "TF_ENABLE_ONEDNN_OPTS": setting, CHILD: "1"},
+                                  capture_output=True, text=True)
             if done.returncode != 0:
-                raise UsageError(f"the child with TF_ENABLE_ONEDNN_OPTS={setting} failed:\n{done.stderr[-3000:]}")
+                sys.stderr.write(done.stderr[-3000:])  # the child's own error, then one line of ours
+                print(f"python bench/kernels.py: error: the child with TF_ENABLE_ONEDNN_OPTS={setting} exited with "
+                      f"code {done.returncode} (its output above)", file=sys.stderr)
+                return 1
             result = json.loads(done.stdout.strip().splitlines()[-1])
             if result["onednn"] != (setting == "1"):
-                raise UsageError(f"TF_ENABLE_ONEDNN_OPTS={setting} did not take effect in the child")
+                print(f"python bench/kernels.py: error: TF_ENABLE_ONEDNN_OPTS={setting} did not take effect in the "
+                      "child (was TensorFlow imported before it started?)", file=sys.stderr)
+                return 1
             results.append(result)
             print(f"round {round_} of {args.rounds}, oneDNN {'on' if setting == '1' else 'off'}: "
                   f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
     text = table(results)
     print(f"{info['text']}\n\n{text}")
     write_text(out, json.dumps({"machine": info, "config": {k: (str(v) if isinstance(v, Path) else v)
-                                                            for k, v in vars(args).items() if k != "child"},
+                                                            for k, v in vars(args).items()},
                                 "runs": results, "table": text}, indent=2))
     return 0
 

@@ -41,21 +41,23 @@ def use_onednn(on: bool = True) -> None:
     run before TensorFlow is imported: the command-line entry points (kerasdl.errors.run_cli), the
     report's worker processes and the test suite call it.
 
-    TensorFlow turns oneDNN on by itself only on Intel CPUs with AVX-512 VNNI or newer. On our
+    TensorFlow turns oneDNN on by itself only on CPUs with AVX-512 VNNI, BF16 or AMX. On our
     2-core AMD EPYC (AVX2, FMA) it made one epoch of the 784-512-10 MLP 0.87x and one of the
     convnet 0.62x as costly in CPU time (`python bench/kernels.py`), but the toy section's
     four-input convnet about 20% slower (oneDNN's set-up per op outweighs its kernels on tensors
     that small; docs/performance.md, "Kernels"), so the toy command passes `on=False`. oneDNN sums in another
-    order than Eigen, so float32 results differ in the last bits, not in meaning; the same seed
-    still gives bit-identical reruns. A value set here is marked (KERASDL_ONEDNN=default) so that a
-    later call, e.g. in a report worker about to run the toy stage, may choose again; a user's own
-    `TF_ENABLE_ONEDNN_OPTS` always stands.
+    order than Eigen, so float32 results differ in the last bits (and a long run drifts within
+    run-to-run noise), not in meaning; the same seed
+    still gives bit-identical reruns. The value set here is also kept in KERASDL_ONEDNN, so that a
+    later call (a report worker about to run the toy stage) may choose again while
+    `TF_ENABLE_ONEDNN_OPTS` still holds kerasdl's value; one the user sets, before or after,
+    always stands.
     """
     import os
 
-    if "TF_ENABLE_ONEDNN_OPTS" not in os.environ or os.environ.get("KERASDL_ONEDNN") == "default":
-        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if on else "0"
-        os.environ["KERASDL_ONEDNN"] = "default"
+    current = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    if current is None or current == os.environ.get("KERASDL_ONEDNN"):
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = os.environ["KERASDL_ONEDNN"] = "1" if on else "0"
 
 
 def cpu_has_bf16() -> bool | None:

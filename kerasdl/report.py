@@ -222,7 +222,9 @@ def _ran(name: str, result: dict, seconds: float, status: dict, timings: dict, t
 EIGEN_STAGES = ("toy",)
 """Stages whose worker runs TensorFlow's Eigen kernels rather than oneDNN's: the toy's four-input
 convnet, where oneDNN's set-up per op outweighs its kernels (kerasdl.use_onednn; its command,
-`python -m kerasdl.toy`, makes the same choice)."""
+`python -m kerasdl.toy`, makes the same choice). Stages run in the report's own process (`--jobs
+1`, `--quick`, or a single stage to run) share that process's kernels, oneDNN's: the kernels
+change a result's last bits, not its meaning, so a summary does not record them."""
 
 
 def worker_threads(jobs: int) -> int:

@@ -98,6 +98,20 @@ def _adam_run(fused: bool, epochs: int = 8):
     return model
 
 
+def test_a_model_with_the_fused_adam_saves_and_loads_as_a_plain_adam(tmp_path):
+    import keras
+    import numpy as np
+
+    fused = _adam_run(True, epochs=1)
+    fused.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")  # no kerasdl object needed to load it
+    assert type(loaded.optimizer) is keras.optimizers.Adam and "update_step" not in vars(loaded.optimizer)
+    assert loaded.optimizer.get_config()["learning_rate"] == fused.optimizer.get_config()["learning_rate"]
+    assert int(loaded.optimizer.iterations.numpy()) == int(fused.optimizer.iterations.numpy()) > 0
+    for a, b in zip(loaded.optimizer.variables, fused.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the moments came back whole
+
+
 def test_fused_adam_follows_keras_adam_and_runs_the_fused_kernel():
     import keras
     import numpy as np
@@ -107,7 +121,7 @@ def test_fused_adam_follows_keras_adam_and_runs_the_fused_kernel():
     assert all(np.any(a != b) for a, b in zip(start.get_weights(), stock.get_weights()))  # 32 steps trained
     for a, b in zip(stock.get_weights(), fused.get_weights()):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)  # the same rule: only the rounding differs
-    assert fused.optimizer.__class__ is keras.optimizers.Adam  # saved and reloaded as a plain Adam
+
 
     adam, w = compat.fused_adam(keras.optimizers.Adam()), tf.Variable([1.0, -2.0])
     adam.build([w])
@@ -148,3 +162,21 @@ def test_the_commands_run_tensorflow_with_onednn_unless_told_otherwise(tmp_path)
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr[-2000:]
         assert f"onednn {expected}" in out.stdout, (setting, command, out.stdout, out.stderr[-500:])
+
+
+def test_a_setting_the_user_makes_after_kerasdl_chose_still_stands(monkeypatch):
+    """A notebook calls use_onednn(), then the user sets TF_ENABLE_ONEDNN_OPTS=0 (`%env`): a later
+    call, in this process or a child it starts, keeps the user's 0; kerasdl's own value it may change."""
+    import os
+
+    from kerasdl import use_onednn
+
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    monkeypatch.delenv("KERASDL_ONEDNN", raising=False)
+    use_onednn()
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    use_onednn(False)  # still kerasdl's value: it may choose again (the report's toy worker)
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"  # the user's now, though kerasdl had set 0
+    use_onednn(False)
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"

@@ -109,7 +109,7 @@ def test_stages_run_side_by_side_in_workers_with_the_same_results(quick_report, 
     # one thread instead of two may round differently, never differ in meaning
     assert again["test_accuracy"] == pytest.approx(before["test_accuracy"], abs=0.01)
     assert summary["stages"]["cnn"].startswith("reused")
-    if os.environ.get("KERASDL_ONEDNN") == "default":  # the kernels are kerasdl's choice, not the user's
+    if os.environ.get("KERASDL_ONEDNN") == os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1":  # kerasdl's choice, not the user's
         on = "oneDNN custom operations are on"  # TensorFlow's own line at start-up
         assert on in (runs / "logs" / "linear.log").read_text()
         assert on not in (runs / "logs" / "toy.log").read_text()  # the toy stage's worker runs Eigen's kernels
@@ -161,6 +161,9 @@ def test_benchmark_quick_mode_writes_json_and_table(real_mnist, tmp_path):
     assert ratio["test_accuracy"] == pytest.approx(result["ours"]["test_accuracy"] - result["reference"]["test_accuracy"])
     assert result["ours"]["saved_model"].rstrip("/").split("/")[-1].isdigit()  # a versioned export
     assert "ours / reference" in (tmp_path / "cnn_vs_reference.md").read_text()
+    # which kernels the ratio was measured with: the commands' choice (kerasdl.use_onednn), said in words
+    assert result["onednn"] is (os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1")
+    assert f"oneDNN kernels {'on' if result['onednn'] else 'off'}" in result["machine"]
 
 
 def test_a_summary_from_another_config_is_rerun_not_reused(tmp_path):
