@@ -27,6 +27,25 @@ def test_fit_records_train_val_test_curves_and_learns(fake_mnist, tmp_path):
     assert result.train_seconds > 0 and not result.diverged
 
 
+def test_the_per_epoch_test_scores_are_those_of_evaluate_on_the_last_weights(fake_mnist, tmp_path):
+    """Over 2,048 test images the recorder evaluates batches it built once per fit: the last epoch's
+    scores must be evaluate()'s on the trained model, the weights having moved since the first."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    split = data.mnist_split("flat", validation_size=100)
+    reps = -(-2500 // len(split.x_test))
+    split = replace(split, x_test=np.concatenate([split.x_test] * reps)[:2500],
+                    y_test=np.concatenate([split.y_test] * reps)[:2500])
+    result = training.fit(make_linear, split, tmp_path / "run",
+                          training.FitConfig(epochs=2, batch_size=32, verbose=0, tensorboard=False))
+    first, last = result.history
+    scores = result.model.evaluate(split.x_test, split.y_test, batch_size=1000, verbose=0, return_dict=True)
+    assert last["test_loss"] == pytest.approx(scores["loss"], rel=1e-6) != first["test_loss"]
+    assert last["test_accuracy"] == pytest.approx(scores["accuracy"], abs=1e-7)
+
+
 def test_same_seed_same_history(fake_mnist, tmp_path):
     split = data.mnist_split("flat", validation_size=100)
     cfg = training.FitConfig(epochs=2, batch_size=32, seed=3, verbose=0, tensorboard=False)
