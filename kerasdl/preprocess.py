@@ -249,6 +249,15 @@ def _paper_noise(ink: np.ndarray) -> tuple[float, float]:
     return level, 1.4826 * float(np.median(np.abs(sample - level)))
 
 
+def _block_sigma(ink: np.ndarray) -> float:
+    """The page's noise: the median over blocks of GRAIN_BLOCK pixels of each block's robust sigma."""
+    b = GRAIN_BLOCK
+    rows, cols = max(1, ink.shape[0] // b), max(1, ink.shape[1] // b)
+    blocks = ink[: rows * b, : cols * b].reshape(rows, b, cols, b).transpose(0, 2, 1, 3).reshape(rows * cols, -1)
+    centre = np.median(blocks, axis=1, keepdims=True)
+    return 1.4826 * float(np.median(np.median(np.abs(blocks - centre), axis=1)))
+
+
 def _grain(ink: np.ndarray) -> np.ndarray:
     """The local grain of `ink` (H, W): the robust spread of its fine detail (ink minus a 1-pixel
     blur, where strokes are smooth and grain is not) in blocks of GRAIN_BLOCK pixels, each block
@@ -279,6 +288,10 @@ def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
         grain = _grain(ink)
         ink = ndimage.gaussian_filter(ink, sigma=1.0)
         level, sigma = _paper_noise(ink)
+        # The page's noise is the typical block's spread, not the whole page's: ruled or squared
+        # lines, a dark table strip and a shadow widen the page's one spread (a floor that high
+        # drops faint pencil, and lines under it are never found), a block's spread barely.
+        sigma = _block_sigma(ink)
         # The grain is not the same everywhere: relative to the paper it is larger in a shadow or on
         # a dark table. Where it is larger than the page's typical grain, the floor rises with it.
         floor = level + NOISE_SIGMAS * sigma * np.maximum(grain / max(float(np.median(grain)), 1e-6), 1.0)
@@ -458,6 +471,16 @@ def digit_box(ink: np.ndarray) -> tuple[slice, slice]:
     if count > 1:
         mass = ndimage.sum(ink, blobs, index=np.arange(1, count + 1))
         boxes = ndimage.find_objects(blobs)
+        # A long thin straight mark (a page's edge against the table, a line's leftover, in pieces
+        # that the stretch joined) is no digit when a digit-sized blob with a tenth of its ink is
+        # there too and the mark is three times that blob's size: a digit's own stroke (a 4's stem
+        # drawn apart) is not that much longer than the rest of it.
+        sides = np.array([sorted((b[0].stop - b[0].start, b[1].stop - b[1].start)) for b in boxes])
+        line = sides[:, 1] >= 6 * sides[:, 0]
+        if line.any() and not line.all():
+            other = int(np.where(line, -1.0, mass).argmax())
+            if mass[other] >= 0.1 * mass[line].max():
+                mass = np.where(line & (sides[:, 1] >= 3 * sides[other, 1]), 0.0, mass)
         main = int(mass.argmax())
         reach = NEAR * max(boxes[main][0].stop - boxes[main][0].start, boxes[main][1].stop - boxes[main][1].start)
         keep = [i for i in range(count) if mass[i] >= SPECK * mass[main] and _gap(boxes[i], boxes[main]) <= reach]

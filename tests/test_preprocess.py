@@ -212,6 +212,26 @@ def test_a_stem_along_most_of_a_tight_frame_is_the_digits_not_a_ruled_line():
     assert box(out) == (20, 8)  # 255 x 100 pixels: the stem kept (without it, a square "0")
 
 
+def test_a_long_thin_mark_beside_a_small_digit_is_not_the_digit_but_a_digits_own_stem_is_kept():
+    # A page's edge against the table came through as dashes the stretch joined into one long line
+    # with more ink than a small digit: the digit was read as a "1" (4 of 200 small MNIST photos).
+    ink = np.zeros((500, 500), dtype="float32")
+    ink[20:480, 30:36] = 1.0  # the edge: 460 x 6 pixels, 2,760 of ink
+    ink[400:450, 300:340] = 1.0  # a small digit: 50 x 40 pixels, 2,000 of ink
+    ink[410:440, 310:330] = 0.0
+    rows, cols = preprocess.digit_box(ink)
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (400, 450, 300, 340), (rows, cols)  # the digit's box
+    # A 4 drawn as a stem and a separate bent stroke: the stem is long and thin, but not three
+    # times the other stroke's size, so it stays part of the digit.
+    four = np.zeros((200, 200), dtype="float32")
+    four[20:180, 120:128] = 1.0  # stem: 160 x 8
+    four[20:110, 40:48] = 1.0  # the other stroke: 90 x 8 down...
+    four[102:110, 40:150] = 1.0  # ... and 110 across (it touches the stem only on the right)
+    four[102:110, 118:130] = 0.0  # drawn apart from the stem
+    rows, cols = preprocess.digit_box(four)
+    assert rows.stop >= 180 and cols.start <= 40 and cols.stop >= 128, (rows, cols)
+
+
 @pytest.mark.parametrize("case", ["shadow_edge_through_the_digit", "page_mostly_in_shadow",
                                   "bar_on_a_ruled_line", "tall_digit_across_ruled_lines"])
 def test_hard_shadows_and_ruled_lines_leave_the_digit_as_on_clean_paper(case):
