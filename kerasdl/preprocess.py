@@ -46,6 +46,7 @@ MIN_CONTRAST = 0.1  # ink this close to the background is no ink
 GRAIN_BLOCK = 32  # pixels: the grain is measured per block this size (a shadow's grain is larger)
 NOISE_SIGMAS = 4  # background noise (its spread estimated robustly) up to this many sigmas is not ink
 PEAK_PERCENTILE = 99  # of the ink: stretched to 1 (a robust maximum; 70..99 read UCI's digits alike)
+BORDER_REACH = 0.004  # of the picture's longer side: blobs this close to one on its border are its pieces
 SPECK = 0.02  # blobs with less ink than this share of the largest blob's are not part of the digit
 NEAR = 0.75  # blobs further from the main blob than this many times its larger side are other marks
 LINE_SPAN = 0.7  # a straight structure covering this share of the page's width (or height) is a ruled line
@@ -324,8 +325,16 @@ def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
     if min(ink.shape) >= SMALL_SIDE:
         # A page's edge, a shadow's corner or the table: blobs on the image's border are not the
         # digit when a digit-sized one off the border is there too (a tight crop keeps its digit).
+        # Long thin blobs within reach of such a blob (BORDER_REACH of the picture) are its pieces:
+        # the table's grain breaks it up under the raised floor, and the pieces along the page's
+        # edge were read as a "1". A compact blob near it (a digit beside a ruled line's end) stays.
+        reach = round(BORDER_REACH * max(ink.shape))
+        grown, _ = ndimage.label(ndimage.maximum_filter(mask.view(np.uint8), size=2 * reach + 1) > 0)
+        rim = np.unique(_border(grown))
+        near = np.zeros(count, dtype=bool)
+        near[np.unique(blobs[np.isin(grown, rim[rim > 0]) & mask]) - 1] = True
         touching = np.array([b[0].start == 0 or b[1].start == 0 or b[0].stop == ink.shape[0]
-                             or b[1].stop == ink.shape[1] for b in boxes])
+                             or b[1].stop == ink.shape[1] for b in boxes]) | (near & (largest >= 4 * thinnest))
         inner = keep & ~touching
         if (inner & digit_sized).any():
             keep = inner
