@@ -46,7 +46,8 @@ MIN_CONTRAST = 0.1  # ink this close to the background is no ink
 GRAIN_BLOCK = 32  # pixels: the grain is measured per block this size (a shadow's grain is larger)
 NOISE_SIGMAS = 4  # background noise (its spread estimated robustly) up to this many sigmas is not ink
 PEAK_PERCENTILE = 99  # of the ink: stretched to 1 (a robust maximum; 70..99 read UCI's digits alike)
-BORDER_REACH = 0.004  # of the picture's longer side: blobs this close to one on its border are its pieces
+LINE_THIN = 0.025  # ... each piece at most this share of the picture wide (a digit's stroke that long is wider)
+LINE_PIECES = 0.4  # thin pieces in one column (row) spanning this share of the picture's height (width) are a line
 SPECK = 0.02  # blobs with less ink than this share of the largest blob's are not part of the digit
 NEAR = 0.75  # blobs further from the main blob than this many times its larger side are other marks
 LINE_SPAN = 0.7  # a straight structure covering this share of the page's width (or height) is a ruled line
@@ -251,7 +252,8 @@ def _paper_noise(ink: np.ndarray) -> tuple[float, float]:
 
 
 def _block_sigma(ink: np.ndarray) -> float:
-    """The page's noise: the median over blocks of GRAIN_BLOCK pixels of each block's robust sigma."""
+    """The page's noise: the median over blocks of GRAIN_BLOCK pixels of each block's robust sigma
+    (pictures at least GRAIN_BLOCK pixels on each side; edge strips short of a block are left out)."""
     b = GRAIN_BLOCK
     rows, cols = max(1, ink.shape[0] // b), max(1, ink.shape[1] // b)
     blocks = ink[: rows * b, : cols * b].reshape(rows, b, cols, b).transpose(0, 2, 1, 3).reshape(rows * cols, -1)
@@ -288,7 +290,7 @@ def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
     if min(ink.shape) >= SMALL_SIDE and sigma > 0.005:  # a photo's grain is finer than its strokes: average it out
         grain = _grain(ink)
         ink = ndimage.gaussian_filter(ink, sigma=1.0)
-        level, sigma = _paper_noise(ink)
+        level = _paper_noise(ink)[0]
         # The page's noise is the typical block's spread, not the whole page's: ruled or squared
         # lines, a dark table strip and a shadow widen the page's one spread (a floor that high
         # drops faint pencil, and lines under it are never found), a block's spread barely.
@@ -325,16 +327,12 @@ def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
     if min(ink.shape) >= SMALL_SIDE:
         # A page's edge, a shadow's corner or the table: blobs on the image's border are not the
         # digit when a digit-sized one off the border is there too (a tight crop keeps its digit).
-        # Long thin blobs within reach of such a blob (BORDER_REACH of the picture) are its pieces:
-        # the table's grain breaks it up under the raised floor, and the pieces along the page's
-        # edge were read as a "1". A compact blob near it (a digit beside a ruled line's end) stays.
-        reach = round(BORDER_REACH * max(ink.shape))
-        grown, _ = ndimage.label(ndimage.maximum_filter(mask.view(np.uint8), size=2 * reach + 1) > 0)
-        rim = np.unique(_border(grown))
-        near = np.zeros(count, dtype=bool)
-        near[np.unique(blobs[np.isin(grown, rim[rim > 0]) & mask]) - 1] = True
+        # A page's edge against the table comes through in pieces (the table's grain raises the
+        # floor there): thin pieces in one column (or row) that together span LINE_PIECES of the
+        # picture are that edge, not the digit, which they outweighed in a small digit's photo
+        # (read as a "1"). One "1", however long, is one piece and stays.
         touching = np.array([b[0].start == 0 or b[1].start == 0 or b[0].stop == ink.shape[0]
-                             or b[1].stop == ink.shape[1] for b in boxes]) | (near & (largest >= 4 * thinnest))
+                             or b[1].stop == ink.shape[1] for b in boxes]) | _broken_lines(boxes, keep, ink.shape)
         inner = keep & ~touching
         if (inner & digit_sized).any():
             keep = inner
@@ -469,10 +467,44 @@ def _gap(a: tuple[slice, slice], b: tuple[slice, slice]) -> int:
     return max(dy, dx)
 
 
+def _broken_lines(boxes: list, candidates: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Which blobs (by their boxes, among `candidates`) are pieces of one straight line: at least
+    three thin pieces (three times longer than wide, and at most LINE_THIN of the picture wide: a
+    digit's stroke across as much of the picture is wider) whose across-extents overlap, one
+    chain, covering LINE_PIECES of the picture along it."""
+    found = np.zeros(len(boxes), dtype=bool)
+    for along, across in ((0, 1), (1, 0)):  # vertical pieces (a page's side edge), then horizontal
+        pieces = sorted((boxes[i][across].start, boxes[i][across].stop, i) for i in np.flatnonzero(candidates)
+                        if boxes[i][along].stop - boxes[i][along].start
+                        >= 3 * (boxes[i][across].stop - boxes[i][across].start)
+                        and boxes[i][across].stop - boxes[i][across].start <= LINE_THIN * shape[across])
+        chains: list[list[int]] = []
+        stop = -1
+        for start, end, i in pieces:  # chains of pieces whose across-ranges overlap
+            if chains and start < stop:
+                chains[-1].append(i)
+                stop = max(stop, end)
+            else:
+                chains.append([i])
+                stop = end
+        for chain in chains:
+            if len(chain) < 3:
+                continue
+            spans = sorted((boxes[i][along].start, boxes[i][along].stop) for i in chain)
+            covered, reach = 0, -1
+            for a, b in spans:  # the length of the union of the pieces' extents along the line
+                covered += max(0, b - max(a, reach))
+                reach = max(reach, b)
+            if covered >= LINE_PIECES * shape[along]:
+                found[chain] = True
+    return found
+
+
 def digit_box(ink: np.ndarray) -> tuple[slice, slice]:
-    """The bounding box of the digit: the blob with the most ink above MIN_CONTRAST and the blobs
-    near it (within NEAR times its size) that are not specks (under SPECK of its ink: dust, paper
-    grain, JPEG noise), widened to the faint anti-aliased edge pixels that touch them."""
+    """The bounding box of the digit: the blob with the most ink above MIN_CONTRAST (passing over a
+    long thin mark across the picture far from a substantial blob) and the blobs near it (within
+    NEAR times its size) that are not specks (under SPECK of its ink: dust, paper grain, JPEG
+    noise), widened to the faint anti-aliased edge pixels that touch them."""
     from scipy import ndimage
 
     mask = ink > MIN_CONTRAST
@@ -480,16 +512,17 @@ def digit_box(ink: np.ndarray) -> tuple[slice, slice]:
     if count > 1:
         mass = ndimage.sum(ink, blobs, index=np.arange(1, count + 1))
         boxes = ndimage.find_objects(blobs)
-        # A long thin straight mark (a page's edge against the table, a line's leftover, in pieces
-        # that the stretch joined) is no digit when a digit-sized blob with a tenth of its ink is
-        # there too and the mark is three times that blob's size: a digit's own stroke (a 4's stem
-        # drawn apart) is not that much longer than the rest of it.
-        sides = np.array([sorted((b[0].stop - b[0].start, b[1].stop - b[1].start)) for b in boxes])
-        line = sides[:, 1] >= 6 * sides[:, 0]
+        # A long thin mark across much of the picture (a page's edge, a line's leftover, in pieces
+        # that the stretch joined) is no digit when a blob far from it (not a 1's flag or dot), with
+        # 40% of its ink and a third of its length or less, is there too.
+        sides = np.array([(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes])
+        long_side = sides.max(axis=1)
+        line = (long_side >= 6 * sides.min(axis=1)) & (np.max(sides / np.array(ink.shape), axis=1) >= LINE_PIECES)
         if line.any() and not line.all():
             other = int(np.where(line, -1.0, mass).argmax())
-            if mass[other] >= 0.1 * mass[line].max():
-                mass = np.where(line & (sides[:, 1] >= 3 * sides[other, 1]), 0.0, mass)
+            far = np.array([_gap(b, boxes[other]) > NEAR * long_side[other] for b in boxes])
+            passed = line & far & (mass[other] >= 0.4 * mass) & (long_side >= 3 * long_side[other])
+            mass = np.where(passed, 0.0, mass)
         main = int(mass.argmax())
         reach = NEAR * max(boxes[main][0].stop - boxes[main][0].start, boxes[main][1].stop - boxes[main][1].start)
         keep = [i for i in range(count) if mass[i] >= SPECK * mass[main] and _gap(boxes[i], boxes[main]) <= reach]

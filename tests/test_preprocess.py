@@ -212,24 +212,42 @@ def test_a_stem_along_most_of_a_tight_frame_is_the_digits_not_a_ruled_line():
     assert box(out) == (20, 8)  # 255 x 100 pixels: the stem kept (without it, a square "0")
 
 
-def test_a_long_thin_mark_beside_a_small_digit_is_not_the_digit_but_a_digits_own_stem_is_kept():
+def test_a_long_thin_mark_across_the_picture_is_not_the_digit_but_a_ones_flag_and_dot_are_the_ones():
     # A page's edge against the table came through as dashes the stretch joined into one long line
     # with more ink than a small digit: the digit was read as a "1" (4 of 200 small MNIST photos).
     ink = np.zeros((500, 500), dtype="float32")
     ink[20:480, 30:36] = 1.0  # the edge: 460 x 6 pixels, 2,760 of ink
-    ink[400:450, 300:340] = 1.0  # a small digit: 50 x 40 pixels, 2,000 of ink
+    ink[400:450, 300:340] = 1.0  # a small digit far from it: 50 x 40 pixels, 1,400 of ink
     ink[410:440, 310:330] = 0.0
     rows, cols = preprocess.digit_box(ink)
-    assert (rows.start, rows.stop, cols.start, cols.stop) == (400, 450, 300, 340), (rows, cols)  # the digit's box
-    # A 4 drawn as a stem and a separate bent stroke: the stem is long and thin, but not three
-    # times the other stroke's size, so it stays part of the digit.
-    four = np.zeros((200, 200), dtype="float32")
-    four[20:180, 120:128] = 1.0  # stem: 160 x 8
-    four[20:110, 40:48] = 1.0  # the other stroke: 90 x 8 down...
-    four[102:110, 40:150] = 1.0  # ... and 110 across (it touches the stem only on the right)
-    four[102:110, 118:130] = 0.0  # drawn apart from the stem
-    rows, cols = preprocess.digit_box(four)
-    assert rows.stop >= 180 and cols.start <= 40 and cols.stop >= 128, (rows, cols)
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (400, 450, 300, 340), (rows, cols)
+    # A tall "1" (as long as that edge) with its flag drawn apart, or a dot beside it, or a
+    # smudge far away with a fifth of its ink: the "1" is the digit, with its flag and dot.
+    one = np.zeros((500, 1000), dtype="float32")
+    one[20:480, 240:252] = 1.0  # 460 x 12
+    flagged = one.copy()
+    flagged[20:60, 200:236] = 1.0  # the flag, 4 px from the stem
+    dotted = one.copy()
+    dotted[466:480, 258:272] = 1.0  # a full stop beside it
+    smudged = one.copy()
+    smudged[300:340, 900:940] = 0.7  # far: 1,120 of ink against the 1's 5,520
+    for picture, left, right in ((flagged, 200, 252), (dotted, 240, 272), (smudged, 240, 252)):
+        rows, cols = preprocess.digit_box(picture)
+        assert (rows.start, rows.stop, cols.start, cols.stop) == (20, 480, left, right), (rows, cols)
+
+
+def test_a_page_edge_in_pieces_is_dropped_and_a_one_cut_by_grid_lines_is_kept():
+    # The table's strip beside the page, broken up by its raised noise floor into thin pieces
+    # along the page's edge: they are not the digit (photo_ink's _broken_lines). A "1" that grid
+    # lines cut into pieces on a small page is wider than such a line: it stays.
+    edge = [(slice(20 + 120 * k, 120 + 120 * k), slice(96, 106)) for k in range(7)]  # 7 pieces, 700 px
+    digit = (slice(800, 860), slice(800, 840))
+    found = preprocess._broken_lines(edge + [digit], np.ones(8, dtype=bool), (1000, 1000))
+    assert found.tolist() == [True] * 7 + [False]
+    two = preprocess._broken_lines(edge[:2] + [digit], np.ones(3, dtype=bool), (1000, 1000))
+    assert not two.any()  # two pieces are no line: a 1 broken once stays
+    ones = [(slice(60 + 50 * k, 100 + 50 * k), slice(140, 154)) for k in range(3)]  # a 1 in 3 pieces
+    assert not preprocess._broken_lines(ones, np.ones(3, dtype=bool), (300, 300)).any()
 
 
 @pytest.mark.parametrize("case", ["shadow_edge_through_the_digit", "page_mostly_in_shadow",
