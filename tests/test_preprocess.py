@@ -248,6 +248,26 @@ def test_a_page_edge_in_pieces_is_dropped_and_a_one_cut_by_grid_lines_is_kept():
     assert not two.any()  # two pieces are no line: a 1 broken once stays
     ones = [(slice(60 + 50 * k, 100 + 50 * k), slice(140, 154)) for k in range(3)]  # a 1 in 3 pieces
     assert not preprocess._broken_lines(ones, np.ones(3, dtype=bool), (300, 300)).any()
+    # A tall thin 1 that grid lines cut into 5 pieces in a large photo, its flag beside it; and a row
+    # of 5s whose detached bars line up: digit strokes near a digit-sized blob are no line...
+    tall = [(slice(200 + 120 * k, 310 + 120 * k), slice(500, 512)) for k in range(5)]
+    flag = (slice(200, 240), slice(470, 498))
+    digits = np.array([False] * 5 + [True])
+    assert not preprocess._broken_lines(tall + [flag], np.ones(6, dtype=bool), (1000, 1000), digits).any()
+    bars = [(slice(100, 110), slice(60 + 240 * k, 200 + 240 * k)) for k in range(4)]
+    bodies = [(slice(112, 250), slice(60 + 240 * k, 200 + 240 * k)) for k in range(4)]
+    digits = np.array([False] * 4 + [True] * 4)
+    assert not preprocess._broken_lines(bars + bodies, np.ones(8, dtype=bool), (600, 1000), digits).any()
+    # ... unless they are the table's edge, beside a blob on the picture's border
+    table = (slice(0, 1000), slice(0, 90))
+    rim = np.array([False] * 7 + [False, True])
+    near_digit = (slice(300, 360), slice(108, 150))  # a digit-sized mark right beside the edge
+    found = preprocess._broken_lines(edge + [near_digit, table], np.ones(9, dtype=bool), (1000, 1000),
+                                     np.array([False] * 7 + [True, False]), rim)
+    assert found.tolist() == [True] * 7 + [False, False]
+    # Pieces that drift sideways from one to the next are no straight line
+    drifting = [(slice(100 * k, 100 * k + 90), slice(100 + 20 * k, 112 + 20 * k)) for k in range(8)]
+    assert not preprocess._broken_lines(drifting, np.ones(8, dtype=bool), (1000, 1000)).any()
 
 
 @pytest.mark.parametrize("case", ["shadow_edge_through_the_digit", "page_mostly_in_shadow",
