@@ -316,3 +316,16 @@ def test_split_digits_reads_left_to_right_and_cuts_touching_digits_at_their_thin
         for i in range(25):
             many[10:50, 30 * i + 5: 30 * i + 15] = 1
         preprocess.split_digits(many)
+
+
+def test_a_photo_whose_page_edge_comes_through_in_pieces_still_gives_the_digit():
+    # A combined-conditions photo (seed found by search) where the table's edge comes through in
+    # pieces: without photo_ink's broken-line rule the "digit" is a 978 x 14 line (read as a 1).
+    from kerasdl import digits
+
+    zero = digits.uci_digits(1)[0][0]
+    page = digits.render(zero, "combined", np.random.default_rng(30))
+    ink = preprocess.clean(preprocess.decode(page))
+    rows, cols = preprocess.digit_box(ink)
+    height, width = rows.stop - rows.start, cols.stop - cols.start
+    assert height < 150 and height < 3 * width, (height, width)  # the 0 (68 x 46), not a line
