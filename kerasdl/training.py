@@ -155,12 +155,35 @@ class EpochRecorder(keras.callbacks.Callback):
                 # The same batches, built once: from arrays, evaluate() converts the whole test set
                 # into a new pipeline every epoch (0.1 s of a 0.4 s MLP test pass on our EPYC).
                 if self._test_batches is None:
-                    self._test_batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache()
+                    self._test_batches = eval_batches(x, y, batch)
                 scores = self.model.evaluate(self._test_batches, verbose=0, return_dict=True)
             self.test_seconds += time.perf_counter() - start
             logs.update({f"test_{k}": v for k, v in scores.items()})
         self.rows.append({"epoch": epoch, **{k: float(v) for k, v in logs.items()}, "precision": self.precision})
         write_history(self.rows, self.csv_path)
+
+
+def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """`dataset` with tf.data's autotuning off, so that its iterators are freed at once.
+
+    With autotuning on, every iterator runs a background thread that re-tunes the pipeline on
+    a period starting at 10 ms and doubling to a minute (10 ms, 30 ms, 70 ms, ..., 10.23 s,
+    20.47 s, 40.95 s, 81.91 s, then every 60 s), and freeing the iterator waits for that thread's
+    current sleep to end. In TensorFlow 2.21 that held every `model.fit` on our endless training
+    pipeline until the next tick after its last epoch (a 6-epoch MLP fit that trained for 15.5 s
+    returned at 20.5 s; a long fit waits up to a minute), and every per-epoch validation from
+    arrays a few tenths of a second (0.64 s against 0.12 s on 5,000 images). Our pipelines are a
+    gather per batch or a cached set of batches, with nothing for the tuner to tune; the data,
+    its order and the results are the same either way (docs/performance.md).
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
+def eval_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
+    """`x`, `y` as cached batches of `batch_size`, in order: a validation or test set evaluated every epoch."""
+    return without_autotune(tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache())
 
 
 def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tuple[tf.data.Dataset, int]:
@@ -170,7 +193,9 @@ def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> t
     that start-up stalled for ~20 s in about a third of the epochs on our 2-core machine
     (docs/performance.md). One endless iterator for the whole fit avoids it: only
     the indices are shuffled (a new order every epoch, reproducible from `seed`), and each
-    batch is gathered from the arrays held once as tensors.
+    batch is gathered from the arrays held once as tensors. Autotuning is off (without_autotune:
+    with it on, fit waited up to a minute after its last epoch for the tuner's thread), so the
+    gathers run two at a time and two batches are prefetched.
     """
     n = len(x)
     images, labels = tf.constant(x), tf.constant(y)
@@ -178,9 +203,9 @@ def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> t
         tf.data.Dataset.range(n)
         .shuffle(n, seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
-        .map(lambda i: (tf.gather(images, i), tf.gather(labels, i)), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(lambda i: (tf.gather(images, i), tf.gather(labels, i)), num_parallel_calls=2)
     )
-    return batches.repeat().prefetch(tf.data.AUTOTUNE), math.ceil(n / batch_size)
+    return without_autotune(batches.repeat().prefetch(2)), math.ceil(n / batch_size)
 
 
 def execution_steps(steps_per_epoch: int, most: int = 16) -> int:
@@ -248,6 +273,11 @@ def fit(make_model: Callable[[int], keras.Model], data: Split, run_dir, config: 
         shared.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
 
     validation = (data.x_val, data.y_val) if data.x_val is not None and len(data.x_val) else None
+    if validation is not None and not distributed:
+        # Batches built once, evaluated 1,000 images at a time (as the test set): from arrays, and
+        # with no batch size given beside our dataset, Keras would rebuild a pipeline of 32-image
+        # batches every epoch (0.64 s against 0.12 s per MLP validation on 5,000 images).
+        validation = eval_batches(*validation, max(config.batch_size, 1000))
     multiworker = config.distribute == "multiworker"
     if multiworker:  # arrays: Keras shards them across the workers itself
         inputs = dict(x=data.x_train, y=data.y_train, batch_size=global_batch)

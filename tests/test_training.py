@@ -27,9 +27,11 @@ def test_fit_records_train_val_test_curves_and_learns(fake_mnist, tmp_path):
     assert result.train_seconds > 0 and not result.diverged
 
 
-def test_the_per_epoch_test_scores_are_those_of_evaluate_on_the_last_weights(fake_mnist, tmp_path):
-    """Over 2,048 test images the recorder evaluates batches it built once per fit: the last epoch's
-    scores must be evaluate()'s on the trained model, the weights having moved since the first."""
+def test_the_per_epoch_validation_and_test_scores_are_those_of_evaluate_on_the_last_weights(fake_mnist, tmp_path):
+    """Over 2,048 test images the recorder evaluates batches it built once per fit, and fit validates
+    on batches built once too: the last epoch's scores must be evaluate()'s on the trained model, the
+    weights having moved since the first. None of fit's pipelines is autotuned (with tf.data's tuner
+    on, a fit waited up to a minute after its last epoch for the tuner's thread)."""
     from dataclasses import replace
 
     import numpy as np
@@ -44,6 +46,12 @@ def test_the_per_epoch_test_scores_are_those_of_evaluate_on_the_last_weights(fak
     scores = result.model.evaluate(split.x_test, split.y_test, batch_size=1000, verbose=0, return_dict=True)
     assert last["test_loss"] == pytest.approx(scores["loss"], rel=1e-6) != first["test_loss"]
     assert last["test_accuracy"] == pytest.approx(scores["accuracy"], abs=1e-7)
+    val = result.model.evaluate(split.x_val, split.y_val, batch_size=32, verbose=0, return_dict=True)
+    assert last["val_loss"] == pytest.approx(val["loss"], rel=1e-6) != first["val_loss"]
+    assert last["val_accuracy"] == pytest.approx(val["accuracy"], abs=1e-7)
+    batches, _ = training.train_batches(split.x_train, split.y_train, 32, seed=0)
+    assert not batches.options().autotune.enabled
+    assert not training.eval_batches(split.x_val, split.y_val, 1000).options().autotune.enabled
 
 
 def test_same_seed_same_history(fake_mnist, tmp_path):
