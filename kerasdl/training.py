@@ -190,12 +190,12 @@ def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> t
     """Endless shuffled batches of in-memory arrays, and how many batches make one epoch.
 
     Fed with arrays, Keras builds a new tf.data iterator every epoch; on the full MNIST set
-    that start-up stalled for ~20 s in about a third of the epochs on our 2-core machine
-    (docs/performance.md). One endless iterator for the whole fit avoids it: only
-    the indices are shuffled (a new order every epoch, reproducible from `seed`), and each
-    batch is gathered from the arrays held once as tensors. Autotuning is off (without_autotune:
-    with it on, fit waited up to a minute after its last epoch for the tuner's thread), so the
-    gathers run two at a time and two batches are prefetched.
+    the switch stalled for ~20 s in about a third of the epochs on our 2-core machine (the old
+    iterator waiting for tf.data's tuner, see without_autotune; docs/performance.md). One endless
+    iterator for the whole fit avoids it: only the indices are shuffled (a new order every epoch,
+    reproducible from `seed`), and each batch is gathered from the arrays held once as tensors.
+    Autotuning is off (without_autotune), so the gathers run two at a time and two batches are
+    prefetched.
     """
     n = len(x)
     images, labels = tf.constant(x), tf.constant(y)

@@ -61,7 +61,8 @@ def test_a_prediction_run_has_a_clean_stderr(tmp_path, small_models):
 
 CLIS = ["kerasdl.mnist", "kerasdl.autoencoder", "kerasdl.theory", "kerasdl.toy", "kerasdl.report", "kerasdl.predict",
         "kerasdl.serve", "kerasdl.digits", "tuning", "bench/cnn_vs_reference.py", "bench/precision.py",
-        "bench/serve_load.py", "bench/page_screenshot.py", "bench/preprocess_speed.py", "bench/kernels.py"]
+        "bench/serve_load.py", "bench/page_screenshot.py", "bench/preprocess_speed.py", "bench/kernels.py",
+        "bench/fit_wait.py"]
 
 
 @pytest.mark.parametrize("cli", CLIS)
