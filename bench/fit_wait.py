@@ -13,7 +13,8 @@ the training pipeline as it was (tf.data.AUTOTUNE for the gathers and the prefet
 and then on `training.train_batches` as it is (autotuning off), and records: the fit's training time
 (first epoch begun to last epoch ended), the wait from the last epoch's end to fit's return, the
 time to free what the fit left behind (the model and the datasets, then a garbage collection:
-where an iterator outlives fit, its wait comes here), and the median per-epoch validation: from arrays as Keras builds it (autotuned, 32-image batches:
+where an iterator outlives fit, its wait comes here), the trained weights' sha256 (the same
+for both pipelines: same batches, same order), and the median per-epoch validation: from arrays as Keras builds it (autotuned, 32-image batches:
 what fit did before), and from `training.eval_batches` (built once, 1,000-image batches, not
 autotuned: what it does now). Prints the machine and a Markdown table; writes JSON to --out.
 """
@@ -32,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kerasdl import cpu  # noqa: E402
-from kerasdl.errors import positive, run_cli, writable_dir  # noqa: E402
+from kerasdl.errors import UsageError, positive, run_cli, writable_dir  # noqa: E402
 from kerasdl.atomic import write_text  # noqa: E402
 
 
@@ -89,12 +90,13 @@ def one_fit(split, epochs: int, autotune: bool, threads: int) -> dict:
     model.fit(batches, steps_per_epoch=steps, epochs=epochs, validation_data=validation, callbacks=[clock],
               verbose=0)
     returned = time.perf_counter()
+    digest = training.weights_digest(model)
     del model, batches, validation  # what fit left referenced goes now (a Python garbage cycle: at a collection)
     gc.collect()
     return {"epochs": epochs, "autotune": autotune, "threads": threads,
             "training_s": round(clock.end - clock.begin, 3), "return_wait_s": round(returned - clock.end, 3),
             "freed_s": round(time.perf_counter() - returned, 3),
-            "validation_s": round(statistics.median(clock.validation), 3)}
+            "validation_s": round(statistics.median(clock.validation), 3), "weights_sha256": digest}
 
 
 def main(argv=None) -> int:
@@ -107,20 +109,23 @@ def main(argv=None) -> int:
     from kerasdl import data
 
     split = data.mnist_split("flat", limit=args.limit)
+    if len(split.x_val) == 0:
+        raise UsageError(f"--limit {args.limit} leaves no validation images (10% of the limit); use 100 or more")
     info = cpu()
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     print(f"Measured {when}; CPU: {info['text']}; {args.threads} TensorFlow thread(s); MLP on "
           f"{len(split.x_train)} training and {len(split.x_val)} validation images.\n")
     print("| epochs | autotune | training s | fit returns after its last epoch, s | model freed after that, s "
-          "| validation per epoch, s |")
-    print("|---|---|---|---|---|---|")
+          "| validation per epoch, s | weights (sha256) |")
+    print("|---|---|---|---|---|---|---|")
     rows = []
     for epochs in args.epochs:
         for autotune in (True, False):
             row = one_fit(split, epochs, autotune, args.threads)
             rows.append(row)
             print(f"| {epochs} | {'on (before)' if autotune else 'off (now)'} | {row['training_s']:.2f} | "
-                  f"{row['return_wait_s']:.2f} | {row['freed_s']:.2f} | {row['validation_s']:.3f} |")
+                  f"{row['return_wait_s']:.2f} | {row['freed_s']:.2f} | {row['validation_s']:.3f} | "
+                  f"{row['weights_sha256'][:12]} |")
             sys.stdout.flush()
     write_text(out_dir / args.out.name, json.dumps({"when": when, "cpu": info["text"], "limit": args.limit,
                                                     "rows": rows}, indent=2))

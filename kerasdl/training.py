@@ -164,17 +164,17 @@ class EpochRecorder(keras.callbacks.Callback):
 
 
 def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """`dataset` with tf.data's autotuning off, so that its iterators are freed at once.
+    """`dataset` with tf.data's autotuning off: no tuner thread beside its iterators.
 
-    With autotuning on, every iterator runs a background thread that re-tunes the pipeline on
-    a period starting at 10 ms and doubling to a minute (10 ms, 30 ms, 70 ms, ..., 10.23 s,
-    20.47 s, 40.95 s, 81.91 s, then every 60 s), and freeing the iterator waits for that thread's
-    current sleep to end. In TensorFlow 2.21 that held every `model.fit` on our endless training
-    pipeline until the next tick after its last epoch (a 6-epoch MLP fit that trained for 15.5 s
-    returned at 20.5 s; a long fit waits up to a minute), and every per-epoch validation from
-    arrays a few tenths of a second (0.64 s against 0.12 s on 5,000 images). Our pipelines are a
-    gather per batch or a cached set of batches, with nothing for the tuner to tune; the data,
-    its order and the results are the same either way (docs/performance.md).
+    With autotuning on, an iterator of a pipeline with AUTOTUNE parameters runs a background
+    thread that re-tunes it on a period starting at 10 ms and doubling to a minute (10 ms, 30 ms,
+    70 ms, ..., 10.23 s, 20.47 s, 40.95 s, 81.91 s, then every 60 s), and freeing the iterator can
+    wait for that thread's current sleep to end. In TensorFlow 2.21 a `model.fit` on our endless
+    training pipeline sometimes returned only at the tuner's next tick after its last epoch (up to
+    a minute late for a long fit), and the tuned pipelines took CPU from the one-thread training
+    steps (bench/fit_wait.py, docs/performance.md). Our pipelines are a gather per batch or a cached
+    set of batches, with nothing for the tuner to tune; the batches, their order and the trained
+    weights are the same either way.
     """
     options = tf.data.Options()
     options.autotune.enabled = False
@@ -274,9 +274,10 @@ def fit(make_model: Callable[[int], keras.Model], data: Split, run_dir, config: 
 
     validation = (data.x_val, data.y_val) if data.x_val is not None and len(data.x_val) else None
     if validation is not None and not distributed:
-        # Batches built once, evaluated 1,000 images at a time (as the test set): from arrays, and
-        # with no batch size given beside our dataset, Keras would rebuild a pipeline of 32-image
-        # batches every epoch (0.64 s against 0.12 s per MLP validation on 5,000 images).
+        # Batches built once, evaluated 1,000 images at a time (as the test set), not autotuned:
+        # from arrays, and with no batch size given beside our dataset, Keras validates 32 images
+        # at a time through an autotuned pipeline with a new iterator every epoch (several times
+        # slower: bench/fit_wait.py, docs/performance.md).
         validation = eval_batches(*validation, max(config.batch_size, 1000))
     multiworker = config.distribute == "multiworker"
     if multiworker:  # arrays: Keras shards them across the workers itself

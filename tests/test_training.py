@@ -27,14 +27,20 @@ def test_fit_records_train_val_test_curves_and_learns(fake_mnist, tmp_path):
     assert result.train_seconds > 0 and not result.diverged
 
 
-def test_the_per_epoch_validation_and_test_scores_are_those_of_evaluate_on_the_last_weights(fake_mnist, tmp_path):
+def test_the_per_epoch_validation_and_test_scores_are_those_of_evaluate_on_the_last_weights(fake_mnist, tmp_path,
+                                                                                            monkeypatch):
     """Over 2,048 test images the recorder evaluates batches it built once per fit, and fit validates
     on batches built once too: the last epoch's scores must be evaluate()'s on the trained model, the
-    weights having moved since the first. None of fit's pipelines is autotuned (with tf.data's tuner
-    on, a fit waited up to a minute after its last epoch for the tuner's thread)."""
+    weights having moved since the first. The training, validation and test pipelines of a
+    single-process fit are not autotuned (with tf.data's tuner on, a fit could wait up to a minute
+    after its last epoch for the tuner's thread, and each validation took several times longer)."""
     from dataclasses import replace
 
     import numpy as np
+
+    built = []
+    original = training.eval_batches
+    monkeypatch.setattr(training, "eval_batches", lambda x, y, b: built.append((len(x), b)) or original(x, y, b))
 
     split = data.mnist_split("flat", validation_size=100)
     reps = -(-2500 // len(split.x_test))
@@ -49,6 +55,7 @@ def test_the_per_epoch_validation_and_test_scores_are_those_of_evaluate_on_the_l
     val = result.model.evaluate(split.x_val, split.y_val, batch_size=32, verbose=0, return_dict=True)
     assert last["val_loss"] == pytest.approx(val["loss"], rel=1e-6) != first["val_loss"]
     assert last["val_accuracy"] == pytest.approx(val["accuracy"], abs=1e-7)
+    assert built == [(len(split.x_val), 1000), (2500, 1000)]  # the validation set, then the test set, once each
     batches, _ = training.train_batches(split.x_train, split.y_train, 32, seed=0)
     assert not batches.options().autotune.enabled
     assert not training.eval_batches(split.x_val, split.y_val, 1000).options().autotune.enabled
