@@ -56,6 +56,9 @@ LINE_MIN_SIDE = 64  # pictures smaller than this (on their shorter side) have no
 LINE_ALONE = 0.5  # ... and is seen alone (no stroke beside it) along at least this share of the page
 LINE_TILT = 12.0  # ruled lines are looked for up to this many degrees off horizontal and vertical
 WIDE = 1.5  # a group wider than this many times the number's height (and 1.8 typical digits) is digits touching
+NECK = 0.4  # ... cut where its column of least ink has under this share of its typical column's (a neck, not a stroke)
+LIGHT = 0.2  # a group with less ink than this share of the median group's, and shorter than
+SHORT = 0.75  # ... this share of the number's height, is a stray mark of its neighbour, not a digit
 MAX_DIGITS = 20  # more digit-sized groups than this in one picture is not a number
 
 
@@ -591,13 +594,19 @@ def load(source, name: str | None = None) -> np.ndarray:
 
 def _split_wide(ink: np.ndarray, cols: slice, limit: float) -> list[slice]:
     """A column range wider than `limit` pixels -> ranges cut at the thinnest column (the least ink)
-    in its middle half, recursively."""
+    in its middle half, recursively, where that column is a neck between two digits: under NECK of
+    the range's median inked column. A wide single digit (a squat 5, whose middle columns cross its
+    bar and its bowl) has no such neck and stays whole."""
     width = cols.stop - cols.start
     if width <= limit or width < 8:
         return [cols]
     profile = ink[:, cols].sum(axis=0)
     lo, hi = width // 4, width - width // 4
-    cut = cols.start + lo + int(profile[lo:hi].argmin())
+    at = lo + int(profile[lo:hi].argmin())
+    inked = profile[profile > 0]
+    if inked.size == 0 or profile[at] >= NECK * float(np.median(inked)):
+        return [cols]
+    cut = cols.start + at
     return _split_wide(ink, slice(cols.start, cut), limit) + _split_wide(ink, slice(cut, cols.stop), limit)
 
 
@@ -607,7 +616,9 @@ def split_digits(ink: np.ndarray, name: str = "image") -> list[tuple[slice, slic
 
     Blobs (not specks) whose columns overlap by a third of the narrower one are one digit (a 5's
     detached bar, a 4 in two strokes); blobs far above or below the number's line are dropped; a
-    group wider than WIDE times the number's height is cut where it has the least ink.
+    piece under half the number's height, or a light and short one (a stray dot or tick: under LIGHT
+    of the median group's ink and SHORT of the height), joins its nearest neighbour; a group wider
+    than WIDE times the number's height is cut where it has a neck (_split_wide).
     """
     from scipy import ndimage
 
@@ -639,12 +650,18 @@ def split_digits(ink: np.ndarray, name: str = "image") -> list[tuple[slice, slic
         return min(boxes[j][axis].start for j in group), max(boxes[j][axis].stop for j in group)
 
     height = max(np.subtract(*extent(g, 0)[::-1]) for g in groups)
-    # A piece under half the number's height is part of a digit (a 5's bar, a broken stroke): it
-    # joins the neighbour it is closest to, horizontally.
+
+    def part_of_a_neighbour(k: int) -> bool:
+        top_, bottom_ = extent(groups[k], 0)
+        if bottom_ - top_ < 0.5 * height:  # a 5's bar, a broken stroke
+            return True
+        inks = [mass[g].sum() for g in groups]  # a stray dot or tick beside a digit (MNIST has some)
+        return bottom_ - top_ < SHORT * height and inks[k] < LIGHT * float(np.median(inks))
+
+    # Such a piece joins the neighbour it is closest to, horizontally.
     k = 0
     while k < len(groups) and len(groups) > 1:
-        top_, bottom_ = extent(groups[k], 0)
-        if bottom_ - top_ >= 0.5 * height:
+        if not part_of_a_neighbour(k):
             k += 1
             continue
         start, stop = extent(groups[k], 1)

@@ -318,6 +318,24 @@ def test_split_digits_reads_left_to_right_and_cuts_touching_digits_at_their_thin
         preprocess.split_digits(many)
 
 
+def test_split_digits_keeps_a_squat_digit_whole_and_gives_stray_dots_to_their_neighbour():
+    # Two count errors of the MNIST numbers: a squat 5 wider than 1.5 times the line's height was
+    # cut in two (its middle columns cross its bar and its bowl: no neck), and a 1 with two stray
+    # dots beside it (a mark some MNIST digits carry) gained a digit.
+    ink = np.zeros((100, 400), dtype="float32")
+    ink[20:80, 30:40] = 1  # a "1"
+    ink[35:42, 46:53] = ink[60:67, 46:53] = 1  # two dots beside it, stacked: a light group over half as tall
+    ink[20:80, 100:140] = seven(60)[:, :40]  # a 7
+    ink[20:25, 180:290] = 1  # a squat "5": a bar, a short stem, a bowl, 110 px wide for a 60 px line
+    ink[20:50, 180:188] = 1
+    ink[47:52, 180:290] = ink[75:80, 180:290] = 1
+    ink[47:80, 282:290] = 1
+    parts = preprocess.split_digits(ink)
+    assert len(parts) == 3, [(p[1].start, p[1].stop) for p in parts]
+    assert parts[0][1].stop >= 50  # the dots went with the 1
+    assert (parts[2][1].start, parts[2][1].stop) == (180, 290)  # the 5 whole
+
+
 def test_a_photo_whose_page_edge_comes_through_in_pieces_still_gives_the_digit():
     # A combined-conditions photo (seed found by search) where the table's edge comes through in
     # pieces: without photo_ink's broken-line rule the "digit" is a 978 x 14 line (read as a 1).
