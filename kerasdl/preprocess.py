@@ -651,25 +651,35 @@ def split_digits(ink: np.ndarray, name: str = "image") -> list[tuple[slice, slic
 
     height = max(np.subtract(*extent(g, 0)[::-1]) for g in groups)
 
-    def part_of_a_neighbour(k: int) -> bool:
-        top_, bottom_ = extent(groups[k], 0)
-        if bottom_ - top_ < 0.5 * height:  # a 5's bar, a broken stroke
-            return True
-        inks = [mass[g].sum() for g in groups]  # a stray dot or tick beside a digit (MNIST has some)
-        return bottom_ - top_ < SHORT * height and inks[k] < LIGHT * float(np.median(inks))
-
-    # Such a piece joins the neighbour it is closest to, horizontally.
-    k = 0
-    while k < len(groups) and len(groups) > 1:
-        if not part_of_a_neighbour(k):
-            k += 1
-            continue
+    def join_neighbour(k: int) -> None:  # group k joins the neighbour it is closest to, horizontally
         start, stop = extent(groups[k], 1)
         gaps = [start - extent(groups[k - 1], 1)[1] if k > 0 else np.inf,
                 extent(groups[k + 1], 1)[0] - stop if k + 1 < len(groups) else np.inf]
         piece = groups.pop(k)
         groups[k - 1 if gaps[0] <= gaps[1] else k] += piece
-        k = 0
+
+    def tall(group, share: float) -> bool:
+        top_, bottom_ = extent(group, 0)
+        return bottom_ - top_ >= share * height
+
+    # A piece under half the number's height is part of a digit (a 5's bar, a broken stroke) ...
+    k = 0
+    while k < len(groups) and len(groups) > 1:
+        if tall(groups[k], 0.5):
+            k += 1
+        else:
+            join_neighbour(k)
+            k = max(k - 1, 0)  # look again at the group it joined (or the one now at k)
+    # ... and so is a light, short mark beside a digit (a stray dot or tick: some MNIST digits carry
+    # one): under LIGHT of the median group's ink, SHORT of the number's height.
+    light = LIGHT * float(np.median([mass[g].sum() for g in groups]))
+    k = 0
+    while k < len(groups) and len(groups) > 1:
+        if tall(groups[k], SHORT) or mass[groups[k]].sum() >= light:
+            k += 1
+        else:
+            join_neighbour(k)
+            k = max(k - 1, 0)
     if len(groups) > MAX_DIGITS:
         raise UsageError(f"{name}: {len(groups)} digit-sized marks found, more than {MAX_DIGITS} digits; "
                          "send a picture of one number written on one line")

@@ -323,8 +323,8 @@ def test_split_digits_keeps_a_squat_digit_whole_and_gives_stray_dots_to_their_ne
     # cut in two (its middle columns cross its bar and its bowl: no neck), and a 1 with two stray
     # dots beside it (a mark some MNIST digits carry) gained a digit.
     ink = np.zeros((100, 400), dtype="float32")
-    ink[20:80, 30:40] = 1  # a "1"
-    ink[35:42, 46:53] = ink[60:67, 46:53] = 1  # two dots beside it, stacked: a light group over half as tall
+    ink[20:80, 26:40] = 1  # a "1"
+    ink[33:41, 46:54] = ink[60:68, 46:54] = 1  # two dots beside it, stacked: a light group over half as tall
     ink[20:80, 100:140] = seven(60)[:, :40]  # a 7
     ink[20:25, 180:290] = 1  # a squat "5": a bar, a short stem, a bowl, 110 px wide for a 60 px line
     ink[20:50, 180:188] = 1
