@@ -54,6 +54,9 @@ LINE_SPAN = 0.7  # a straight structure covering this share of the page's width 
 LINE_MARGIN = 0.05  # a ruled line's ink, and this much more, is taken away where it runs
 LINE_MIN_SIDE = 64  # pictures smaller than this (on their shorter side) have no ruled lines removed
 LINE_ALONE = 0.5  # ... and is seen alone (no stroke beside it) along at least this share of the page
+LINE_GRID_SPAN = 0.45  # ... or this share, for lines parallel to at least three such lines (ruled, squared paper)
+LINE_AVERAGE = 9  # pixels: lines are looked for in the ink averaged this far along them
+LINE_PIECE = 64  # pixels: a line's own ink is measured along it piece by piece this long
 LINE_TILT = 12.0  # ruled lines are looked for up to this many degrees off horizontal and vertical
 WIDE = 1.5  # a group wider than this many times the number's height (and 1.8 typical digits) is digits touching
 NECK = 0.4  # ... cut where its column of least ink has under this share of its typical column's (a neck, not a stroke)
@@ -130,7 +133,12 @@ def _border(x: np.ndarray) -> np.ndarray:
 
 
 def paper_and_ink(rgb: np.ndarray) -> np.ndarray:
-    """RGB in [0, 1] -> darkening relative to the local paper, in [0, 1] (0: paper, 1: black).
+    """RGB in [0, 1] -> darkening relative to the local paper, in [0, 1] (0: paper, 1: black)."""
+    return _paper_and_ink(rgb)[0]
+
+
+def _paper_and_ink(rgb: np.ndarray) -> tuple[np.ndarray, list]:
+    """`paper_and_ink`, and the hard lighting edges it found (`_Edge`s).
 
     Each pixel is as dark as its darkest channel, so coloured ink keeps its contrast. Light ink
     on a dark ground (the typical pixel nearer the darkest than the lightest) is turned around first. The paper
@@ -145,36 +153,70 @@ def paper_and_ink(rgb: np.ndarray) -> np.ndarray:
     low, middle, high = np.percentile(grey[::2, ::2], [0.5, 50, 99.5])
     short = min(dark.shape)
     if high - middle > 2 * (middle - low) + 0.05:  # the rare extreme (the ink) is light: light ink on dark
-        # ... unless the light part is a wide area, not strokes: the lit part of a page mostly in shadow
-        # (a minimum filter is the erosion, separable: a 12-MP photo's copy in a few milliseconds)
-        light = grey[::2, ::2] > (middle + high) / 2
-        wide = max(3, min(light.shape) // 4)  # a quarter of the picture across: wider than a stroke
-        if short < SMALL_SIDE or not ndimage.minimum_filter(light.view(np.uint8), size=wide).any():
+        # ... unless the light part is a wide area, not strokes: the lit part of a page mostly in
+        # shadow (a window a quarter of the picture across, mostly light: wider than any stroke; a
+        # share, not all of it, so that ruled or squared lines across that lit part do not count)
+        light = (grey[::2, ::2] > (middle + high) / 2).astype("float32")
+        wide = max(3, min(light.shape) // 4)
+        if short < SMALL_SIDE or not (ndimage.uniform_filter(light, size=wide) > 0.9).any():
             dark = 1.0 - np.maximum(np.maximum(red, green), blue)
+    edges = []
     if short < SMALL_SIDE:
         paper = float(np.median(_border(dark)))
     else:
         width = int(np.clip(short // 4, 32, 160))
         smooth = ndimage.uniform_filter(dark, 3)
         paper = _closing(smooth, width)
-        regions, step = _lit_regions(paper)
-        if regions is not None:
+        edges = _lighting_edges(paper, smooth)
+        if edges:
             # Each side of a hard shadow's (or the page's) edge gets its own paper: a closing across
             # the edge would give a stroke beside it the other side's level, and a shadow's corner
-            # would become a wedge of ink. Within `band` pixels of an edge (where the fitted line
-            # may be off) the darker side's paper is taken.
-            edge = np.full(paper.shape, 2.0, dtype=paper.dtype)
-            for k in np.unique(regions):
-                closed = _closing(smooth, width, regions == k)
-                paper = np.where(regions == k, closed, paper)
-                edge = np.minimum(edge, closed)
-            band = 2 * (step + max(3, max(dark.shape) // 100)) + 1
-            near = ndimage.maximum_filter(regions, size=band) != ndimage.minimum_filter(regions, size=band)
-            paper = np.where(near, np.minimum(paper, edge), paper)
-        # A few pixels on the dark side of a shadow's edge still see the lit paper: take the
-        # darker paper within them, so the edge is no thin line of ink.
-        paper = ndimage.minimum_filter(paper, size=max(EDGE, 2 * step + 1, 2 * closing_step(width) + 1))
-    return np.clip(1.0 - dark / np.maximum(paper, 1 / 255), 0.0, 1.0).astype("float32")
+            # would become a wedge of ink. Each side is closed without the edge's own ramp (its
+            # pixels are neither side's paper), and across the ramp the paper goes from one side's
+            # to the other's as the edge itself does, so a stroke crossing the edge keeps its ink
+            # on both sides.
+            rows, cols = np.indices(dark.shape, dtype="float32")
+            sides = [e.distance(rows, cols) for e in edges]
+            regions = np.zeros(dark.shape, dtype=np.int32)
+            ramp = np.zeros(dark.shape, dtype=bool)
+            for j, (edge, side) in enumerate(zip(edges, sides)):
+                regions |= (side > 0).astype(np.int32) << j
+                ramp |= np.abs(side) < edge.ramp / 2 + 1.5
+            closed = {k: _closing(smooth, width, (regions == k) & ~ramp) for k in np.unique(regions[~ramp])}
+            for k in range(1 << len(edges)):  # an area only the ramp reaches (a corner): its neighbour's paper
+                closed.setdefault(k, closed[min(closed, key=lambda q: bin(q ^ k).count("1"))])
+            levels = np.stack([closed[k] for k in range(1 << len(edges))])
+            paper = np.take_along_axis(levels, regions[None], axis=0)[0]
+            for j, (edge, side) in enumerate(zip(edges, sides)):
+                r, c = np.nonzero(np.abs(side) < edge.ramp / 2 + 1.5)
+                k = regions[r, c]
+                paper[r, c] = np.minimum(levels[k & ~(1 << j), r, c], levels[k | (1 << j), r, c])
+            paper = ndimage.minimum_filter(paper, size=EDGE)  # a pixel or two off still no line of ink
+        else:
+            # A few pixels on the dark side of a soft edge still see the lighter paper: take the
+            # darker paper within them, so the edge is no thin line of ink.
+            paper = ndimage.minimum_filter(paper, size=max(EDGE, 2 * closing_step(width) + 1))
+    return np.clip(1.0 - dark / np.maximum(paper, 1 / 255), 0.0, 1.0).astype("float32"), edges
+
+
+def _bridge(ink: np.ndarray, edges: list) -> None:
+    """Across each lighting edge's own pixels (measured against the darker side's paper, where a
+    stroke fades) give `ink` (its noise floor removed) as much as it has just beyond on both sides:
+    a stroke that crosses the edge is whole again, paper on either side stays paper. In place."""
+    rows, cols = np.indices(ink.shape, dtype="float32") if edges else (None, None)
+    for edge in edges:
+        reach = edge.ramp / 2 + 1.5 + EDGE // 2 + 1  # the edge's ramp, the paper's minimum filter, the blur
+        side = edge.distance(rows, cols)
+        r, c = np.nonzero(np.abs(side) < reach)
+        norm = math.hypot(1.0, edge.tilt)  # the distance's gradient: the edge's normal, tilted
+        step_c, step_r = (edge.cos + edge.tilt * edge.sin) / norm, (edge.sin - edge.tilt * edge.cos) / norm
+        beyond = []
+        for sign in (-1.0, 1.0):
+            move = sign * (reach + 1) - side[r, c] / norm
+            rr = np.clip(np.rint(r + move * step_r).astype(int), 0, ink.shape[0] - 1)
+            cc = np.clip(np.rint(c + move * step_c).astype(int), 0, ink.shape[1] - 1)
+            beyond.append(ink[rr, cc])
+        ink[r, c] = np.maximum(ink[r, c], np.minimum(*beyond))
 
 
 def _closing(x: np.ndarray, width: int, inside: np.ndarray | None = None) -> np.ndarray:
@@ -213,11 +255,28 @@ def closing_step(width: int) -> int:
     return max(1, width // 32)
 
 
-def _lit_regions(paper: np.ndarray):
+@dataclass
+class _Edge:
+    """A straight lighting edge at full resolution: `distance` is a pixel's signed distance from it
+    (positive on one side), the edge running at `tilt` off the Hough line (cos, sin, offset);
+    `ramp` is how many pixels the brightness takes to go from one side's to the other's."""
+
+    cos: float
+    sin: float
+    offset: float
+    tilt: float
+    ramp: float
+
+    def distance(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        along = rows * self.cos - cols * self.sin
+        return cols * self.cos + rows * self.sin - self.offset - self.tilt * along
+
+
+def _lighting_edges(paper: np.ndarray, smooth: np.ndarray) -> list[_Edge]:
     """Hard edges in the paper (a shadow's edge, the page's edge against the table): long straight
-    steps in its brightness, found with Canny and a Hough transform on a copy ~200 pixels across.
-    Returns (an integer map of the areas they cut the page into, the copy's step in pixels), or
-    (None, 1) when the lighting has no such edge."""
+    steps in its brightness, found with Canny and a Hough transform on a copy ~200 pixels across,
+    then placed to a pixel on `smooth` (the picture itself: the Hough line is up to a few pixels
+    off, and a stroke beside the edge measured against the wrong side's paper fades or grows)."""
     from skimage.feature import canny
     from skimage.transform import hough_line, hough_line_peaks
 
@@ -226,11 +285,11 @@ def _lit_regions(paper: np.ndarray):
     edges = canny(small, sigma=1.5, low_threshold=0.03, high_threshold=0.08)
     short = min(small.shape)
     if edges.sum() < 0.3 * short:
-        return None, 1
+        return []
     votes, angles, dists = hough_line(edges, theta=np.linspace(-np.pi / 2, np.pi / 2, 180, endpoint=False))
     rows, cols = np.indices(small.shape)
-    regions = np.zeros(paper.shape, dtype=np.int32)
-    found = 0
+    log_smooth = np.log(np.maximum(smooth, 1 / 255))
+    found = []
     for _, angle, dist in zip(*hough_line_peaks(votes, angles, dists, num_peaks=4, threshold=0.35 * short,
                                                 min_distance=10, min_angle=10)):
         side = cols * np.cos(angle) + rows * np.sin(angle) - dist  # signed distance in copy pixels
@@ -238,12 +297,55 @@ def _lit_regions(paper: np.ndarray):
         above, below = small[near & (side > 0)], small[near & (side < 0)]
         if above.size < short or below.size < short or abs(np.median(above) - np.median(below)) < SHADOW_STEP:
             continue  # not a step in the lighting along its length
-        full_rows, full_cols = np.indices(paper.shape, dtype="float32")
-        regions |= ((full_cols * np.cos(angle) + full_rows * np.sin(angle)) / f > dist) << found
-        found += 1
-        if found == 3:
+        found.append(_place_edge(log_smooth, float(angle), float(dist) * f, reach=3 * f + 6))
+        if len(found) == 3:
             break
-    return (regions, f) if found else (None, 1)
+    return found
+
+
+def _place_edge(log_paper: np.ndarray, angle: float, offset: float, reach: int, piece: int = 32) -> _Edge:
+    """The edge near the line (angle, offset), placed on `log_paper`: its brightness profile across
+    the line (the median over each `piece` pixels along it, so strokes crossing it barely count),
+    where each profile steps from one side's level to the other's, and a straight line fitted to
+    those places. Falls back to the line as given where too few pieces show a clear step."""
+    height, width = log_paper.shape
+    cos, sin = math.cos(angle), math.sin(angle)
+    corners = [r * cos - c * sin for r in (0, height - 1) for c in (0, width - 1)]
+    along = np.arange(math.floor(min(corners)), math.ceil(max(corners)) + 1, dtype="float32")
+    across = np.arange(-reach, reach + 1, dtype="float32")
+    cols = np.rint((offset + across[None, :]) * cos - along[:, None] * sin).astype(int)
+    rows = np.rint((offset + across[None, :]) * sin + along[:, None] * cos).astype(int)
+    inside = ((rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)).all(axis=1)
+    along, rows, cols = along[inside], rows[inside], cols[inside]
+    places, where, ramps = [], [], []
+    for start in range(0, len(along) - piece // 2, piece):
+        profile = np.median(log_paper[rows[start: start + piece], cols[start: start + piece]], axis=0)
+        low, high = np.median(profile[: reach // 2]), np.median(profile[-(reach // 2):])
+        if abs(high - low) < SHADOW_STEP / 2:
+            continue
+        share = np.clip((profile - low) / (high - low), 0.0, 1.0)  # 0 on one side, 1 on the other
+        places.append(reach + 0.5 - float(share.sum()))  # an ideal step there has this many bins at 1
+        where.append(float(along[start: start + piece].mean()))
+        ramps.append(float(((share > 0.1) & (share < 0.9)).sum()) / 0.8)
+    if len(places) < 3:
+        return _Edge(cos, sin, offset, 0.0, 2.0)
+    where, places = np.array(where), np.array(places)
+    keep = np.ones(len(places), dtype=bool)
+    for _ in range(2):  # a least-squares line, then again without the pieces more than 2 pixels off it
+        tilt, shift = np.polyfit(where[keep], places[keep], 1)
+        keep = np.abs(places - (tilt * where + shift)) <= 2.0
+        if keep.sum() < 3:
+            return _Edge(cos, sin, offset, 0.0, 2.0)
+    return _Edge(cos, sin, offset + float(shift), float(tilt), float(np.clip(np.median(ramps), 1.0, 8.0)))
+
+
+def _along(ink: np.ndarray, axis: int, level: float, threshold: float) -> np.ndarray:
+    """Where `ink` averaged over LINE_AVERAGE pixels along `axis` stands out of its own noise."""
+    from scipy import ndimage
+
+    averaged = ndimage.uniform_filter1d(ink, LINE_AVERAGE, axis=axis)
+    sigma = _block_sigma(averaged)
+    return averaged > level + NOISE_SIGMAS * sigma + max(MIN_CONTRAST - NOISE_SIGMAS * sigma, 0.03)
 
 
 def _paper_noise(ink: np.ndarray) -> tuple[float, float]:
@@ -288,7 +390,7 @@ def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
     """
     from scipy import ndimage
 
-    ink = paper_and_ink(rgb)
+    ink, edges = _paper_and_ink(rgb)
     level, sigma = _paper_noise(ink)
     floor = level + NOISE_SIGMAS * sigma
     if min(ink.shape) >= SMALL_SIDE and sigma > 0.005:  # a photo's grain is finer than its strokes: average it out
@@ -306,7 +408,13 @@ def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
     # Ruled lines are looked for above the page's one floor: a line must be seen across the whole
     # page, in a shadow too, where the local floor would break it into pieces.
     search = ink > level + NOISE_SIGMAS * sigma + threshold
+    if min(ink.shape) >= SMALL_SIDE and sigma > 0.005:
+        # ... and each direction's lines in the ink averaged along that direction: a thin faint
+        # line (a grid's, photographed from afar) stands out of the grain there, a stroke's ink is
+        # no stronger than it was
+        search = tuple(search | _along(ink, axis, level, threshold) for axis in (1, 0))
     ink = np.clip(ink - floor, 0.0, 1.0)
+    _bridge(ink, edges)
     mask = ink > threshold
     before = ink.copy(), mask.copy()
     # A frame under LINE_MIN_SIDE pixels (MNIST's 28x28, a tiny crop) holds a digit, not ruling.
@@ -364,12 +472,21 @@ def _line_candidates(mask: np.ndarray) -> list[tuple[float, float]]:
     theta = np.linspace(math.pi / 2 - math.radians(LINE_TILT), math.pi / 2 + math.radians(LINE_TILT), steps)
     votes, angles, dists = hough_line(small, theta=theta)
     best = votes.max(axis=1)
-    threshold = LINE_SPAN * w
+    peaks = [i for i in np.flatnonzero(best >= LINE_SPAN * w) if best[i] >= best[max(0, i - 2): i + 3].max()]
+    turn = [int(votes[i].argmax()) for i in peaks]
+    if len(peaks) >= 3:
+        # Ruled or squared paper: its lines run parallel. Along their common angle, lines that come
+        # through in pieces (in a shadow, in the grain of a photo taken from afar) count from a
+        # shorter span; each is still checked as a line (`_line_band`).
+        common = int(np.median(turn))
+        parallel = votes[:, max(0, common - 1): common + 2].max(axis=1)
+        more = [i for i in np.flatnonzero(parallel >= LINE_GRID_SPAN * w)
+                if parallel[i] >= parallel[max(0, i - 2): i + 3].max() and i not in peaks]
+        peaks += more
+        turn += [max(0, common - 1) + int(votes[i, max(0, common - 1): common + 2].argmax()) for i in more]
     lines = []
-    for i in np.flatnonzero(best >= threshold):
-        if best[i] < best[max(0, i - 2): i + 3].max():
-            continue
-        angle = angles[votes[i].argmax()]
+    for i, k in zip(peaks, turn):
+        angle = angles[k]
         slope = -math.cos(angle) / math.sin(angle)
         intercept = (dists[i] / math.sin(angle)) * f + (f - 1) / 2 * (1 - slope)
         lines.append((slope, intercept))
@@ -409,12 +526,29 @@ def _line_band(mask: np.ndarray, ink: np.ndarray, slope: float, intercept: float
     if lo < 3 or hi > len(offsets) - 4 or hi - lo + 1 > max(3, 0.03 * min(height, width)):
         return None
     band = rows[lo - 2: hi + 3]  # the band 2 px wider: no dashes left
-    level = np.median(ink[np.clip(band[:, clean], 0, height - 1).astype(int), cols[None, clean]], axis=1)
-    level = np.maximum(level, np.maximum(np.r_[level[1:], 0], np.r_[0, level[:-1]]))  # +-1 row: the line's drift
+    values = ink[np.clip(band, 0, height - 1).astype(int), cols[None, :]]
+    level = np.median(values[:, clean], axis=1)[:, None]
+    # The line's own ink along it, piece by piece (a shadow, a gradient or a higher noise floor
+    # over part of the page change it), each piece's from its columns where only the line is
+    piece = LINE_PIECE
+    if width >= 2 * piece:
+        count = width // piece
+        shape = (values.shape[0], count, -1)
+        tail = values[:, : count * piece].reshape(shape)
+        seen = np.broadcast_to(clean[: count * piece].reshape(1, count, -1), tail.shape)
+        # a piece where strokes cross the line all along it gets the whole line's level
+        filled = np.where(seen, tail, np.nan)
+        local = np.full(filled.shape[:2], np.nan, dtype=filled.dtype)
+        some = seen[0].any(axis=1)
+        local[:, some] = np.nanmedian(filled[:, some], axis=2)
+        local = np.where(np.isnan(local), level, local)
+        level = np.repeat(local, piece, axis=1)
+        level = np.concatenate([level, np.repeat(level[:, -1:], width - level.shape[1], axis=1)], axis=1)
+    level = np.maximum(level, np.maximum(np.r_[level[1:], level[-1:] * 0], np.r_[level[:1] * 0, level[:-1]]))  # +-1 row: the line's drift
     seen = np.flatnonzero(hits[lo: hi + 1].any(axis=0))
     margin = 2 + 0.03 * width
     across = bool(seen[0] <= margin and seen[-1] >= width - 1 - margin)  # from one edge of the picture to the other
-    return band, np.broadcast_to(level[:, None], band.shape), across
+    return band, np.broadcast_to(level, band.shape), across
 
 
 def remove_lines(ink: np.ndarray, mask: np.ndarray, search: np.ndarray | None = None) -> int:
@@ -423,8 +557,9 @@ def remove_lines(ink: np.ndarray, mask: np.ndarray, search: np.ndarray | None = 
     looked for in `search` (default: `mask`). A line's pixels stay where they are clearly darker
     than the line (a stroke on it). Returns how many lines were removed."""
     search = mask if search is None else search
+    across, down = search if isinstance(search, tuple) else (search, search)
     found, lines = [], np.zeros_like(mask)
-    for horizontal, a, m, l in ((True, ink, search, lines), (False, ink.T, search.T, lines.T)):
+    for horizontal, a, m, l in ((True, ink, across, lines), (False, ink.T, down.T, lines.T)):
         for slope, intercept in _line_candidates(m):
             band = _line_band(m, a, slope, intercept)
             # one line, found twice (neighbouring Hough cells): the band already covers it
