@@ -395,6 +395,14 @@ def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
     floor = level + NOISE_SIGMAS * sigma
     if min(ink.shape) >= SMALL_SIDE and sigma > 0.005:  # a photo's grain is finer than its strokes: average it out
         grain = _grain(ink)
+        if edges:
+            # A block that straddles a lighting edge has the lighter side's grain: each side's
+            # pixels get at least their own side's typical grain (the table's beside the page)
+            rows, cols = np.indices(ink.shape, dtype="float32")
+            sides = sum((e.distance(rows, cols) > 0).astype(np.int32) << j for j, e in enumerate(edges))
+            step = max(1, min(ink.shape) // 200)
+            typical = ndimage.median(grain[::step, ::step], sides[::step, ::step], index=np.arange(1 << len(edges)))
+            grain = np.maximum(grain, np.nan_to_num(np.asarray(typical, dtype=grain.dtype))[sides])
         ink = ndimage.gaussian_filter(ink, sigma=1.0)
         level = _paper_noise(ink)[0]
         # The page's noise is the typical block's spread, not the whole page's: ruled or squared
@@ -455,7 +463,11 @@ def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
     if not (keep & digit_sized).any():
         raise _no_ink(name)
     kept = ndimage.maximum_filter(kept.view(np.uint8), size=5)  # widened by 2 px to the strokes' faint edges
-    return np.where(kept > 0, ink, 0.0).astype("float32")
+    ink = np.where(kept > 0, ink, 0.0).astype("float32")
+    # Its darkest strokes to 1: faint pencil left just above the paper's noise floor is the
+    # digit as much as a black pen's is (`clean` and `digit_box` then see it above MIN_CONTRAST)
+    peak = float(np.percentile(ink[mask & (kept > 0)], PEAK_PERCENTILE)) if (mask & (kept > 0)).any() else 1.0
+    return np.clip(ink / peak, 0.0, 1.0) if 0.0 < peak < 1.0 else ink
 
 
 def _line_candidates(mask: np.ndarray) -> list[tuple[float, float]]:
