@@ -56,6 +56,7 @@ LINE_MIN_SIDE = 64  # pictures smaller than this (on their shorter side) have no
 LINE_ALONE = 0.5  # ... and is seen alone (no stroke beside it) along at least this share of the page
 LINE_GRID_SPAN = 0.45  # ... or this share, for lines parallel to at least three such lines (ruled, squared paper)
 LINE_AVERAGE = 9  # pixels: lines are looked for in the ink averaged this far along them
+BRIDGE_WIDE = 3  # a stroke is bridged across a removed line where it covers this many + 1 of 2 * this - 1 pixels along it
 LINE_PIECE = 64  # pixels: a line's own ink is measured along it piece by piece this long
 LINE_TILT = 12.0  # ruled lines are looked for up to this many degrees off horizontal and vertical
 WIDE = 1.5  # a group wider than this many times the number's height (and 1.8 typical digits) is digits touching
@@ -596,6 +597,24 @@ def remove_lines(ink: np.ndarray, mask: np.ndarray, search: np.ndarray | None = 
         left = np.maximum(a[r, c] - level[inside] - LINE_MARGIN, 0.0)
         a[r, c] = left
         m[r, c] &= left > 0.03
+    for horizontal, (rows, _, _) in found:
+        # A stroke as dark as the line it crosses (pencil on a grid) lost its ink there: it is
+        # bridged across the band, as much as it has just beyond it on both sides (after every
+        # line is gone, so the crossing lines of a grid bridge nothing)
+        a, m = (ink, mask) if horizontal else (ink.T, mask.T)
+        height, width = m.shape
+        cols = np.arange(width)
+        above = np.clip(rows[0] - 2, 0, height - 1).astype(int)
+        below = np.clip(rows[-1] + 2, 0, height - 1).astype(int)
+        # ... where the ink on both sides is a stroke wider than a line (another line crossing
+        # this one, not found as a line, is not joined up through it)
+        wide = [np.convolve(m[side, cols], np.ones(2 * BRIDGE_WIDE - 1), mode="same") >= BRIDGE_WIDE + 1
+                for side in (above, below)]
+        both = np.minimum(a[above, cols], a[below, cols]) * (m[above, cols] & m[below, cols] & wide[0] & wide[1])
+        inside = (rows >= 0) & (rows < height)
+        r, c = rows[inside].astype(int), np.broadcast_to(cols, rows.shape)[inside]
+        a[r, c] = np.maximum(a[r, c], both[c])
+        m[r, c] |= both[c] > 0
     return len(found)
 
 
