@@ -192,7 +192,6 @@ def _paper_and_ink(rgb: np.ndarray) -> tuple[np.ndarray, list]:
                 r, c = np.nonzero(np.abs(side) < edge.ramp / 2 + 1.5)
                 k = regions[r, c]
                 paper[r, c] = np.minimum(levels[k & ~(1 << j), r, c], levels[k | (1 << j), r, c])
-            paper = ndimage.minimum_filter(paper, size=EDGE)  # a pixel or two off still no line of ink
         else:
             # A few pixels on the dark side of a soft edge still see the lighter paper: take the
             # darker paper within them, so the edge is no thin line of ink.
@@ -206,7 +205,7 @@ def _bridge(ink: np.ndarray, edges: list) -> None:
     a stroke that crosses the edge is whole again, paper on either side stays paper. In place."""
     rows, cols = np.indices(ink.shape, dtype="float32") if edges else (None, None)
     for edge in edges:
-        reach = edge.ramp / 2 + 1.5 + EDGE // 2 + 1  # the edge's ramp, the paper's minimum filter, the blur
+        reach = edge.ramp / 2 + 2.5  # the edge's ramp, the darker paper beside it, the blur
         side = edge.distance(rows, cols)
         r, c = np.nonzero(np.abs(side) < reach)
         norm = math.hypot(1.0, edge.tilt)  # the distance's gradient: the edge's normal, tilted
@@ -217,7 +216,10 @@ def _bridge(ink: np.ndarray, edges: list) -> None:
             rr = np.clip(np.rint(r + move * step_r).astype(int), 0, ink.shape[0] - 1)
             cc = np.clip(np.rint(c + move * step_c).astype(int), 0, ink.shape[1] - 1)
             beyond.append(ink[rr, cc])
-        ink[r, c] = np.maximum(ink[r, c], np.minimum(*beyond))
+        # a stroke on both sides: its ink goes from one side's to the other's across the edge
+        t = np.clip((side[r, c] / norm + reach + 1) / (2 * reach + 2), 0.0, 1.0)
+        across = np.where(np.minimum(*beyond) > 0, (1 - t) * beyond[0] + t * beyond[1], 0.0)
+        ink[r, c] = np.maximum(ink[r, c], across)
 
 
 def _closing(x: np.ndarray, width: int, inside: np.ndarray | None = None) -> np.ndarray:
