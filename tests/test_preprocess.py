@@ -347,3 +347,46 @@ def test_a_photo_whose_page_edge_comes_through_in_pieces_still_gives_the_digit()
     rows, cols = preprocess.digit_box(ink)
     height, width = rows.stop - rows.start, cols.stop - cols.start
     assert height < 150 and height < 3 * width, (height, width)  # the 0 (68 x 46), not a line
+
+
+def _column_gaps(ink: np.ndarray, rows: slice, cols: slice) -> float:
+    """The faintest row of a vertical stroke (its strongest pixel in `cols`) against its median row."""
+    along = ink[rows, cols].max(axis=1)
+    return float(along.min() / max(float(np.median(along)), 1e-6))
+
+
+def grid(pixels: np.ndarray, spare: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Squared paper's lines every 28 pixels, half the paper's brightness (none in the columns `spare`)."""
+    pixels = pixels.copy()
+    for row in range(15, pixels.shape[0], 28):
+        pixels[row: row + 2] = (pixels[row: row + 2] * 0.48).astype("uint8")
+    for col in range(10, pixels.shape[1], 28):
+        if not spare[0] <= col <= spare[1]:
+            pixels[:, col: col + 2] = (pixels[:, col: col + 2] * 0.48).astype("uint8")
+    return pixels
+
+
+@pytest.mark.parametrize("case", ["grey_stroke_across_a_deep_shadow_edge", "pencil_across_grid_lines_as_dark",
+                                  "page_mostly_in_shadow_with_grid_lines"])
+def test_a_stroke_stays_whole_across_a_shadow_edge_and_across_lines_as_dark_as_it(case):
+    # Each came out broken or wrong before (issue #19's photographed pages): the lit side of a
+    # shadow's edge was measured against the shadow's paper in a band several pixels wide, so a
+    # grey stroke crossing it lost that band; pencil as dark as the grid's lines lost its ink where
+    # it crossed each line (the line's own ink was taken away); and a page mostly in shadow, whose
+    # lit part had grid lines across it, was taken for light ink on a dark ground.
+    rng = np.random.default_rng(7)
+    if case == "page_mostly_in_shadow_with_grid_lines":
+        reference = preprocess.load(encode(photo(seven(), (300, 400), 90, 150, rng), mode="RGB"))
+        pixels = diagonal_shadow(grid(photo(seven(), (300, 400), 90, 150, rng)), 0.3, 0.0, 60.0)
+        out = preprocess.load(encode(pixels, mode="RGB"))
+        assert np.abs(out - reference).mean() < 0.05, np.abs(out - reference).mean()
+        return
+    stroke = np.zeros((160, 16), dtype="float32")
+    stroke[:, 3:13] = 1.0  # a vertical stroke 10 pixels wide, pencil-grey
+    pixels = photo(stroke, (300, 400), 70, 190, rng, colour=(0.45, 0.45, 0.45))
+    if case == "grey_stroke_across_a_deep_shadow_edge":
+        pixels = diagonal_shadow(pixels, 0.4, 0.25, 100.0)  # its edge crosses the stroke near row 149
+    else:
+        pixels = grid(pixels, spare=(180, 215))  # the horizontal lines cross it
+    ink = preprocess.photo_ink(np.asarray(pixels, dtype="float32") / 255)
+    assert _column_gaps(ink, slice(75, 225), slice(193, 203)) > 0.5, case
