@@ -5,11 +5,13 @@ A photograph first becomes ink (`decode`), on a copy at most WORK_SIDE pixels wi
     colour -> each pixel as dark as its darkest channel (blue, red or pencil ink all count)
         -> the paper modelled locally (a grey closing wider than a stroke: gradients and
            vignetting are paper, not ink; hard lighting edges, a shadow's or the page's against
-           the table, found as long straight steps, and each side closed on its own)
+           the table, found as long straight steps, placed to a pixel, and each side closed on
+           its own)
         -> ink = darkening relative to that paper -> the noise floor removed (raised where the
-           grain is larger: in a shadow, on the table) -> ruled, squared and margin lines removed
-           (thin straight structures across most of the page; their own ink subtracted, so strokes
-           on them stay) -> specks dropped
+           grain is larger: in a shadow, on the table) -> a stroke bridged across a lighting edge
+        -> ruled, squared and margin lines removed (thin straight structures across most of the
+           page; their own ink subtracted, so strokes on them stay, and bridged where a stroke
+           as dark as a line crossed it) -> specks dropped -> the darkest strokes stretched to 1
 
 MNIST's digits were cut out of scanned forms, scaled so that their larger side fits a 20x20
 box (keeping the aspect ratio, anti-aliased), and pasted into a 28x28 frame so that their
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,7 @@ CENTRE = 14.0  # where MNIST puts the centre of mass (mean over the test set: 13
 MAX_PIXELS = 25_000_000  # larger images are refused before decoding (decompression bombs)
 WORK_SIDE = 1000  # photographs are read at most this many pixels on their longer side (JPEG: decoded so)
 SHADOW_STEP = 0.15  # a straight edge in the paper's log brightness this high is a hard shadow's or the page's
-EDGE = 5  # pixels: the paper is taken as the darkest within this window, so shadow edges are no ink
+EDGE = 5  # pixels: without a hard lighting edge, the paper is taken as the darkest within this window (soft edges are no ink)
 SMALL_SIDE = 128  # an image with a shorter side than this is a crop: one paper level, not a local model
 MIN_CONTRAST = 0.1  # ink this close to the background is no ink
 GRAIN_BLOCK = 32  # pixels: the grain is measured per block this size (a shadow's grain is larger)
@@ -133,13 +135,9 @@ def _border(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
 
 
-def paper_and_ink(rgb: np.ndarray) -> np.ndarray:
-    """RGB in [0, 1] -> darkening relative to the local paper, in [0, 1] (0: paper, 1: black)."""
-    return _paper_and_ink(rgb)[0]
-
-
-def _paper_and_ink(rgb: np.ndarray) -> tuple[np.ndarray, list]:
-    """`paper_and_ink`, and the hard lighting edges it found (`_Edge`s).
+def paper_and_ink(rgb: np.ndarray) -> tuple[np.ndarray, list]:
+    """RGB in [0, 1] -> darkening relative to the local paper, in [0, 1] (0: paper, 1: black), and
+    the hard lighting edges it found (`_Edge`s, empty for a small crop or even lighting).
 
     Each pixel is as dark as its darkest channel, so coloured ink keeps its contrast. Light ink
     on a dark ground (the typical pixel nearer the darkest than the lightest) is turned around first. The paper
@@ -155,11 +153,13 @@ def _paper_and_ink(rgb: np.ndarray) -> tuple[np.ndarray, list]:
     short = min(dark.shape)
     if high - middle > 2 * (middle - low) + 0.05:  # the rare extreme (the ink) is light: light ink on dark
         # ... unless the light part is a wide area, not strokes: the lit part of a page mostly in
-        # shadow (a window a quarter of the picture across, mostly light: wider than any stroke; a
-        # share, not all of it, so that ruled or squared lines across that lit part do not count)
-        light = (grey[::2, ::2] > (middle + high) / 2).astype("float32")
+        # shadow (a window a quarter of the picture across, all light: wider than any stroke, once
+        # thin dark lines in it are closed, so that ruled or squared lines across it do not count;
+        # the erosion is a separable minimum filter: a 12-MP photo's copy in a few milliseconds)
+        light = np.pad(grey[::2, ::2] > (middle + high) / 2, 2, mode="edge")  # the closing's border as it is
+        light = ndimage.binary_closing(light, structure=np.ones((5, 5)))[2:-2, 2:-2]
         wide = max(3, min(light.shape) // 4)
-        if short < SMALL_SIDE or not (ndimage.uniform_filter(light, size=wide) > 0.9).any():
+        if short < SMALL_SIDE or not ndimage.minimum_filter(light.view(np.uint8), size=wide).any():
             dark = 1.0 - np.maximum(np.maximum(red, green), blue)
     edges = []
     if short < SMALL_SIDE:
@@ -173,23 +173,23 @@ def _paper_and_ink(rgb: np.ndarray) -> tuple[np.ndarray, list]:
             # Each side of a hard shadow's (or the page's) edge gets its own paper: a closing across
             # the edge would give a stroke beside it the other side's level, and a shadow's corner
             # would become a wedge of ink. Each side is closed without the edge's own ramp (its
-            # pixels are neither side's paper), and across the ramp the paper goes from one side's
-            # to the other's as the edge itself does, so a stroke crossing the edge keeps its ink
-            # on both sides.
+            # pixels are neither side's paper); on the ramp the darker side's paper is taken (no
+            # line of ink along the edge), and `_bridge` later gives a stroke crossing it its ink.
             rows, cols = np.indices(dark.shape, dtype="float32")
-            sides = [e.distance(rows, cols) for e in edges]
             regions = np.zeros(dark.shape, dtype=np.int32)
             ramp = np.zeros(dark.shape, dtype=bool)
-            for j, (edge, side) in enumerate(zip(edges, sides)):
-                regions |= (side > 0).astype(np.int32) << j
-                ramp |= np.abs(side) < edge.ramp / 2 + 1.5
-            closed = {k: _closing(smooth, width, (regions == k) & ~ramp) for k in np.unique(regions[~ramp])}
+            for j, edge in enumerate(edges):
+                edge.side = edge.distance(rows, cols)
+                regions |= (edge.side > 0).astype(np.int32) << j
+                ramp |= np.abs(edge.side) < edge.ramp / 2 + 1.5
+            present = np.flatnonzero(np.bincount(regions[~ramp], minlength=1 << len(edges)))
+            closed = {int(k): _closing(smooth, width, (regions == k) & ~ramp) for k in present}
             for k in range(1 << len(edges)):  # an area only the ramp reaches (a corner): its neighbour's paper
                 closed.setdefault(k, closed[min(closed, key=lambda q: bin(q ^ k).count("1"))])
             levels = np.stack([closed[k] for k in range(1 << len(edges))])
             paper = np.take_along_axis(levels, regions[None], axis=0)[0]
-            for j, (edge, side) in enumerate(zip(edges, sides)):
-                r, c = np.nonzero(np.abs(side) < edge.ramp / 2 + 1.5)
+            for j, edge in enumerate(edges):
+                r, c = np.nonzero(np.abs(edge.side) < edge.ramp / 2 + 1.5)
                 k = regions[r, c]
                 paper[r, c] = np.minimum(levels[k & ~(1 << j), r, c], levels[k | (1 << j), r, c])
         else:
@@ -201,23 +201,23 @@ def _paper_and_ink(rgb: np.ndarray) -> tuple[np.ndarray, list]:
 
 def _bridge(ink: np.ndarray, edges: list) -> None:
     """Across each lighting edge's own pixels (measured against the darker side's paper, where a
-    stroke fades) give `ink` (its noise floor removed) as much as it has just beyond on both sides:
-    a stroke that crosses the edge is whole again, paper on either side stays paper. In place."""
-    rows, cols = np.indices(ink.shape, dtype="float32") if edges else (None, None)
+    stroke fades) give `ink` (its noise floor removed) the stroke's ink where it has ink just
+    beyond on both sides, going from one side's to the other's: a stroke that crosses the edge is
+    whole again, paper on either side stays paper. In place."""
     for edge in edges:
-        reach = edge.ramp / 2 + 2.5  # the edge's ramp, the darker paper beside it, the blur
-        side = edge.distance(rows, cols)
-        r, c = np.nonzero(np.abs(side) < reach)
         norm = math.hypot(1.0, edge.tilt)  # the distance's gradient: the edge's normal, tilted
+        side = edge.side / norm  # pixels from the edge
+        reach = edge.ramp / 2 + 2.5  # the edge's ramp, the darker paper beside it, the blur
+        r, c = np.nonzero(np.abs(side) < reach)
         step_c, step_r = (edge.cos + edge.tilt * edge.sin) / norm, (edge.sin - edge.tilt * edge.cos) / norm
         beyond = []
         for sign in (-1.0, 1.0):
-            move = sign * (reach + 1) - side[r, c] / norm
+            move = sign * (reach + 1) - side[r, c]
             rr = np.clip(np.rint(r + move * step_r).astype(int), 0, ink.shape[0] - 1)
             cc = np.clip(np.rint(c + move * step_c).astype(int), 0, ink.shape[1] - 1)
             beyond.append(ink[rr, cc])
         # a stroke on both sides: its ink goes from one side's to the other's across the edge
-        t = np.clip((side[r, c] / norm + reach + 1) / (2 * reach + 2), 0.0, 1.0)
+        t = np.clip((side[r, c] + reach + 1) / (2 * reach + 2), 0.0, 1.0)
         across = np.where(np.minimum(*beyond) > 0, (1 - t) * beyond[0] + t * beyond[1], 0.0)
         ink[r, c] = np.maximum(ink[r, c], across)
 
@@ -269,6 +269,7 @@ class _Edge:
     offset: float
     tilt: float
     ramp: float
+    side: np.ndarray | None = field(default=None, repr=False, compare=False)  # `distance` of every pixel, once computed
 
     def distance(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         along = rows * self.cos - cols * self.sin
@@ -320,19 +321,21 @@ def _place_edge(log_paper: np.ndarray, angle: float, offset: float, reach: int, 
     rows = np.rint((offset + across[None, :]) * sin + along[:, None] * cos).astype(int)
     inside = ((rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)).all(axis=1)
     along, rows, cols = along[inside], rows[inside], cols[inside]
-    places, where, ramps = [], [], []
-    for start in range(0, len(along) - piece // 2, piece):
-        profile = np.median(log_paper[rows[start: start + piece], cols[start: start + piece]], axis=0)
-        low, high = np.median(profile[: reach // 2]), np.median(profile[-(reach // 2):])
-        if abs(high - low) < SHADOW_STEP / 2:
-            continue
-        share = np.clip((profile - low) / (high - low), 0.0, 1.0)  # 0 on one side, 1 on the other
-        places.append(reach + 0.5 - float(share.sum()))  # an ideal step there has this many bins at 1
-        where.append(float(along[start: start + piece].mean()))
-        ramps.append(float(((share > 0.1) & (share < 0.9)).sum()) / 0.8)
+    count = len(along) // piece  # whole pieces (a last short one left out)
+    if count < 3:
+        return _Edge(cos, sin, offset, 0.0, 2.0)
+    cut = count * piece
+    values = log_paper[rows[:cut], cols[:cut]].reshape(count, piece, len(across))
+    profiles = np.median(values, axis=1)  # (pieces, across)
+    low = np.median(profiles[:, : reach // 2], axis=1, keepdims=True)
+    high = np.median(profiles[:, -(reach // 2):], axis=1, keepdims=True)
+    step = (np.abs(high - low) >= SHADOW_STEP / 2)[:, 0]  # a clear step in this piece
+    share = np.clip((profiles - low) / np.where(high == low, 1.0, high - low), 0.0, 1.0)  # 0 on one side, 1 on the other
+    places = (reach + 0.5 - share.sum(axis=1))[step]  # an ideal step there has this many bins at 1
+    where = along[:cut].reshape(count, piece).mean(axis=1)[step]
+    ramps = (((share > 0.1) & (share < 0.9)).sum(axis=1) / 0.8)[step]
     if len(places) < 3:
         return _Edge(cos, sin, offset, 0.0, 2.0)
-    where, places = np.array(where), np.array(places)
     keep = np.ones(len(places), dtype=bool)
     for _ in range(2):  # a least-squares line, then again without the pieces more than 2 pixels off it
         tilt, shift = np.polyfit(where[keep], places[keep], 1)
@@ -342,7 +345,7 @@ def _place_edge(log_paper: np.ndarray, angle: float, offset: float, reach: int, 
     return _Edge(cos, sin, offset + float(shift), float(tilt), float(np.clip(np.median(ramps), 1.0, 8.0)))
 
 
-def _along(ink: np.ndarray, axis: int, level: float, threshold: float) -> np.ndarray:
+def _along(ink: np.ndarray, axis: int, level: float) -> np.ndarray:
     """Where `ink` averaged over LINE_AVERAGE pixels along `axis` stands out of its own noise."""
     from scipy import ndimage
 
@@ -387,25 +390,28 @@ def _grain(ink: np.ndarray) -> np.ndarray:
 
 
 def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
-    """A photograph (H, W, 3) in [0, 1] -> ink in [0, 1]: paper, noise, ruled lines and specks out.
+    """A photograph (H, W, 3) in [0, 1] -> ink in [0, 1]: paper, noise, ruled lines and specks out,
+    what is kept stretched so that its darkest strokes (the PEAK_PERCENTILE) reach 1.
 
     Raises NoInkError when nothing digit-like is left (a blank or only ruled page, only noise).
     """
     from scipy import ndimage
 
-    ink, edges = _paper_and_ink(rgb)
+    ink, edges = paper_and_ink(rgb)
     level, sigma = _paper_noise(ink)
     floor = level + NOISE_SIGMAS * sigma
     if min(ink.shape) >= SMALL_SIDE and sigma > 0.005:  # a photo's grain is finer than its strokes: average it out
         grain = _grain(ink)
         if edges:
-            # A block that straddles a lighting edge has the lighter side's grain: each side's
-            # pixels get at least their own side's typical grain (the table's beside the page)
-            rows, cols = np.indices(ink.shape, dtype="float32")
-            sides = sum((e.distance(rows, cols) > 0).astype(np.int32) << j for j, e in enumerate(edges))
+            # A block that straddles a lighting edge can have the other side's grain (the page's
+            # beside the table): each side's pixels get at least their own side's typical grain
+            regions = sum((e.side > 0).astype(np.int32) << j for j, e in enumerate(edges))
             step = max(1, min(ink.shape) // 200)
-            typical = ndimage.median(grain[::step, ::step], sides[::step, ::step], index=np.arange(1 << len(edges)))
-            grain = np.maximum(grain, np.nan_to_num(np.asarray(typical, dtype=grain.dtype))[sides])
+            labels = np.arange(1 << len(edges))
+            sample = regions[::step, ::step]
+            typical = np.asarray(ndimage.median(grain[::step, ::step], sample, index=labels), dtype=grain.dtype)
+            typical[np.bincount(sample.ravel(), minlength=len(labels)) == 0] = 0.0  # an area too thin to sample
+            grain = np.maximum(grain, typical[regions])
         ink = ndimage.gaussian_filter(ink, sigma=1.0)
         level = _paper_noise(ink)[0]
         # The page's noise is the typical block's spread, not the whole page's: ruled or squared
@@ -423,7 +429,7 @@ def photo_ink(rgb: np.ndarray, name: str = "image") -> np.ndarray:
         # ... and each direction's lines in the ink averaged along that direction: a thin faint
         # line (a grid's, photographed from afar) stands out of the grain there, a stroke's ink is
         # no stronger than it was
-        search = tuple(search | _along(ink, axis, level, threshold) for axis in (1, 0))
+        search = tuple(search | _along(ink, axis, level) for axis in (1, 0))
     ink = np.clip(ink - floor, 0.0, 1.0)
     _bridge(ink, edges)
     mask = ink > threshold
@@ -551,12 +557,12 @@ def _line_band(mask: np.ndarray, ink: np.ndarray, slope: float, intercept: float
         shape = (values.shape[0], count, -1)
         tail = values[:, : count * piece].reshape(shape)
         seen = np.broadcast_to(clean[: count * piece].reshape(1, count, -1), tail.shape)
-        # a piece where strokes cross the line all along it gets the whole line's level
-        filled = np.where(seen, tail, np.nan)
-        local = np.full(filled.shape[:2], np.nan, dtype=filled.dtype)
-        some = seen[0].any(axis=1)
-        local[:, some] = np.nanmedian(filled[:, some], axis=2)
-        local = np.where(np.isnan(local), level, local)
+        # each piece's median over its clean columns (sorted with the others after them); a piece
+        # where strokes cross the line all along it gets the whole line's level
+        ordered = np.sort(np.where(seen, tail, np.inf), axis=2)
+        known = seen[0].sum(axis=1)
+        middle = np.take_along_axis(ordered, np.maximum(known - 1, 0)[None, :, None] // 2, axis=2)[..., 0]
+        local = np.where(known[None, :] > 0, middle, level)
         level = np.repeat(local, piece, axis=1)
         level = np.concatenate([level, np.repeat(level[:, -1:], width - level.shape[1], axis=1)], axis=1)
     level = np.maximum(level, np.maximum(np.r_[level[1:], level[-1:] * 0], np.r_[level[:1] * 0, level[:-1]]))  # +-1 row: the line's drift
@@ -566,18 +572,23 @@ def _line_band(mask: np.ndarray, ink: np.ndarray, slope: float, intercept: float
     return band, np.broadcast_to(level, band.shape), across
 
 
-def remove_lines(ink: np.ndarray, mask: np.ndarray, search: np.ndarray | None = None) -> int:
+def remove_lines(ink: np.ndarray, mask: np.ndarray,
+                 search: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None) -> int:
     """Remove ruled, squared-grid and margin lines from `ink` and `mask` in place: thin straight
     structures running across LINE_SPAN of the page, horizontal or vertical within LINE_TILT degrees,
-    looked for in `search` (default: `mask`). A line's pixels stay where they are clearly darker
-    than the line (a stroke on it). Returns how many lines were removed."""
+    looked for in `search` (default: `mask`; or a pair: where to look for horizontal lines, where
+    for vertical ones). A line's pixels stay where they are clearly darker than the line (a stroke
+    on it), and a stroke crossing a line is bridged across it. Returns how many lines were removed."""
     search = mask if search is None else search
     across, down = search if isinstance(search, tuple) else (search, search)
     found, lines = [], np.zeros_like(mask)
     for horizontal, a, m, l in ((True, ink, across, lines), (False, ink.T, down.T, lines.T)):
         for slope, intercept in _line_candidates(m):
-            band = _line_band(m, a, slope, intercept)
             # one line, found twice (neighbouring Hough cells): the band already covers it
+            along = np.clip(np.rint(intercept + slope * np.arange(m.shape[1])), 0, m.shape[0] - 1).astype(int)
+            if l[along, np.arange(m.shape[1])].mean() > 0.5:
+                continue
+            band = _line_band(m, a, slope, intercept)
             if band is not None and not l[np.clip(band[0][len(band[0]) // 2], 0, m.shape[0] - 1).astype(int),
                                           np.arange(m.shape[1])].mean() > 0.5:
                 rows = band[0]

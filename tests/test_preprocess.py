@@ -390,3 +390,38 @@ def test_a_stroke_stays_whole_across_a_shadow_edge_and_across_lines_as_dark_as_i
         pixels = grid(pixels, spare=(180, 215))  # the horizontal lines cross it
     ink = preprocess.photo_ink(np.asarray(pixels, dtype="float32") / 255)
     assert _column_gaps(ink, slice(75, 225), slice(193, 203)) > 0.5, case
+    # ... and nothing else is ink: no grid line left, no line of ink along the shadow's edge
+    assert ink[:, :175].max() < 0.1 and ink[:, 220:].max() < 0.1, case
+
+
+def test_a_lighting_edge_is_placed_to_a_pixel():
+    # The Hough line on a ~200-pixel copy is a degree and a few pixels off; the edge placed on
+    # the picture's own profile is within a pixel of the true step, strokes crossing it or not.
+    rng = np.random.default_rng(11)
+    height, width = 600, 800
+    rows, cols = np.indices((height, width))
+    true_row = 250.0 + 0.2 * cols  # the shadow's edge: row = 250 + 0.2 * column
+    paper = (np.where(rows > true_row, 0.45, 0.9) + rng.normal(0, 0.01, (height, width))).astype("float32")
+    picture = paper.copy()
+    picture[100:500, 380:392] *= 0.3  # a stroke crossing it (the paper's closing has none)
+    edges = preprocess._lighting_edges(paper, picture)
+    assert len(edges) == 1
+    side = edges[0].distance(rows.astype("float32"), cols.astype("float32"))
+    for col in (50, 386, 750):
+        placed = rows[np.argmin(np.abs(side[:, col])), col]
+        assert abs(placed - true_row[0, col] - 0.5) <= 1.0, (col, placed, true_row[0, col])
+
+
+@pytest.mark.parametrize("size", [128, 200, 300])
+def test_bold_light_strokes_on_dark_in_a_tight_crop_are_ink(size):
+    # Chalk-like strokes a fifth of the picture wide: not a lit area (a page mostly in shadow)
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(image).line([(0.3 * size, 0.15 * size), (0.7 * size, 0.15 * size), (0.45 * size, 0.9 * size)],
+                               fill=255, width=int(0.18 * size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    out = preprocess.load(buffer.getvalue())
+    inverted = preprocess.load(encode(255 - np.asarray(image)))
+    np.testing.assert_allclose(out, inverted, atol=0.02)
