@@ -66,10 +66,12 @@ def test_resize_is_a_deprecated_no_op(small_models, real_mnist, tmp_path):
 
 # Floors per photographed condition, MNIST test digits read by the session's small cnn (97.7%
 # on plain re-rendered MNIST). Measured on these slices (seed 1): 12 of 12 on every condition on
-# small pages, 4 of 5 small digits in a large photo. A broken step (a shadow taken as ink, ruled
-# lines left in, the digit lost in a large photo) reads 0-30%. All conditions combined in one
-# image: 11 of 14 (9 of 14 with the page's noise taken as its whole-page spread, which hid faint
-# pencil and lit grid lines; the full cnn reads about 85%, docs/artifacts-and-inference.md).
+# small pages, 5 of 5 small digits in a large photo (4 before the lighting edges were placed to
+# a pixel). A broken step (a shadow taken as ink, ruled lines left in, the digit lost in a large
+# photo) reads 0-30%. All conditions combined in one image: 12 of 14 (11 before strokes were
+# bridged across lighting edges and grid lines, 9 with the page's noise taken as its whole-page
+# spread, which hid faint pencil and lit grid lines; docs/artifacts-and-inference.md has the full
+# cnn's rates).
 CONDITION_IMAGES = {"small": 5, "combined": 14}
 CONDITION_FLOORS = {"small": 3, "combined": 10}
 
